@@ -1,0 +1,117 @@
+//! Portcullis storage: the [`Store`] trait the gateway calls, and its SQLite implementation.
+//!
+//! An adapter: depends on the pure crates (`portcullis-core`, `portcullis-ledger`) and on
+//! SQLite; never on the gateway, HTTP or another adapter. The trait carries no SQLite types, so a
+//! PostgreSQL implementation can follow without changing callers.
+//!
+//! Invariants:
+//! - An append is acknowledged only after the transaction holding it is durable
+//!   (`synchronous = FULL`); concurrent appends share one transaction (group commit).
+//! - Ledger rows hold the exact bytes `portcullis-ledger` encoded; the hash covers those bytes.
+//! - seqs are dense from 1; one writer thread assigns them, so there is no second writer.
+//! - The data dir is created 0700 and every file in it 0600; permissions are never widened.
+
+pub mod error;
+mod schema;
+pub mod sqlite;
+mod sqlite_writer;
+pub mod verify_dir;
+
+use portcullis_core::error::ReasonInfo;
+use portcullis_core::{ErrorCode, Event};
+use portcullis_ledger::LedgerRecord;
+
+pub use error::{BackendError, StoreError, VerifyDataDirError};
+pub use sqlite::{SqliteOptions, SqliteStore};
+pub use verify_dir::verify_data_dir;
+
+/// Most records one [`Store::ledger_page`] call returns.
+pub const MAX_PAGE: u32 = 1000;
+
+/// The storage the gateway uses. Every method fails closed: an error means nothing was stored.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Cheap liveness check used by /readyz.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Appends one event to the hash-chained ledger; returns only once the record is durable (group
+    /// commit: concurrent appends share one durable transaction).
+    async fn append(&self, event: Event) -> Result<AppendReceipt, StoreError>;
+    /// Records with seq > after, ascending, at most limit (limit capped at [`MAX_PAGE`]).
+    async fn ledger_page(&self, after: u64, limit: u32) -> Result<Vec<LedgerRecord>, StoreError>;
+    /// Waits for pending appends and writes a checkpoint; called at shutdown.
+    async fn flush(&self) -> Result<(), StoreError>;
+    /// Stores a new agent; a duplicate id (or token hash) is [`StoreError::Conflict`].
+    async fn insert_agent(&self, agent: StoredAgent) -> Result<(), StoreError>;
+    /// Deletes an agent; `false` when there was none with this id.
+    async fn delete_agent(&self, id: &str) -> Result<bool, StoreError>;
+    async fn agent_by_token_hash(
+        &self,
+        token_sha256: [u8; 32],
+    ) -> Result<Option<StoredAgent>, StoreError>;
+    /// Every stored agent, ordered by id.
+    async fn list_agents(&self) -> Result<Vec<StoredAgent>, StoreError>;
+}
+
+/// Where an appended event landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendReceipt {
+    pub seq: u64,
+    pub hash: [u8; 32],
+}
+
+/// An agent created at run time. Only the SHA-256 of its token is ever stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAgent {
+    pub id: String,
+    pub token_sha256: [u8; 32],
+    pub roles: Vec<String>,
+    pub tags: Vec<String>,
+    pub project: Option<String>,
+    pub allow: Vec<String>,
+    pub may_assert_identity: bool,
+    pub created_at: jiff::Timestamp,
+}
+
+/// Every reason code this crate emits (see [`StoreError::code`]).
+pub const REASONS: &[ReasonInfo] = &[
+    ReasonInfo {
+        code: "store_conflict",
+        maps_to: ErrorCode::Conflict,
+        summary: "the record already exists (duplicate agent id or token)",
+    },
+    ReasonInfo {
+        code: "store_not_found",
+        maps_to: ErrorCode::NotFound,
+        summary: "no such record",
+    },
+    ReasonInfo {
+        code: "store_unavailable",
+        maps_to: ErrorCode::StoreUnavailable,
+        summary: "the store could not be reached or the write failed",
+    },
+    ReasonInfo {
+        code: "store_corrupt",
+        maps_to: ErrorCode::Internal,
+        summary: "a stored record could not be decoded",
+    },
+    ReasonInfo {
+        code: "store_io",
+        maps_to: ErrorCode::StoreUnavailable,
+        summary: "a data dir file could not be read or written",
+    },
+    ReasonInfo {
+        code: "event_too_large",
+        maps_to: ErrorCode::Internal,
+        summary: "the event's ledger body exceeds 64 KiB and was not stored",
+    },
+    ReasonInfo {
+        code: "store_schema_too_new",
+        maps_to: ErrorCode::StoreUnavailable,
+        summary: "the database was written by a newer portcullis",
+    },
+    ReasonInfo {
+        code: "store_insecure",
+        maps_to: ErrorCode::StoreUnavailable,
+        summary: "the data dir or a key file has unsafe permissions or does not match",
+    },
+];

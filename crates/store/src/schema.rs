@@ -1,0 +1,1 @@
+//! Schema migrations, embedded as numbered SQL strings.

@@ -1,0 +1,1 @@
+//! The writer thread: owns the write connection and commits appends in groups.
