@@ -22,8 +22,15 @@ pub enum StoreError {
     TooLarge { size: usize, limit: usize },
     #[error("database schema version {found} is newer than this build supports ({supported})")]
     SchemaTooNew { found: i64, supported: i64 },
+    #[error("event cannot be encoded as a ledger body")]
+    Unencodable(#[source] LedgerError),
     #[error("data dir is not safe to use")]
     Insecure(#[source] InsecureError),
+}
+
+/// Maps a SQLite failure to [`StoreError::Unavailable`], naming what the store was doing.
+pub(crate) fn sqlite_error(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |err| StoreError::Unavailable(BackendError::new(context, err))
 }
 
 impl StoreError {
@@ -37,6 +44,7 @@ impl StoreError {
             StoreError::Io(_) => "store_io",
             StoreError::TooLarge { .. } => "event_too_large",
             StoreError::SchemaTooNew { .. } => "store_schema_too_new",
+            StoreError::Unencodable(_) => "event_unencodable",
             StoreError::Insecure(_) => "store_insecure",
         }
     }
@@ -50,7 +58,9 @@ impl StoreError {
             | StoreError::Io(_)
             | StoreError::SchemaTooNew { .. }
             | StoreError::Insecure(_) => ErrorCode::StoreUnavailable,
-            StoreError::Corrupt(_) | StoreError::TooLarge { .. } => ErrorCode::Internal,
+            StoreError::Corrupt(_) | StoreError::TooLarge { .. } | StoreError::Unencodable(_) => {
+                ErrorCode::Internal
+            }
         }
     }
 }
@@ -117,7 +127,7 @@ pub struct FileError {
 pub enum InsecureError {
     #[error("{path} is not a directory")]
     NotADirectory { path: PathBuf },
-    #[error("{path} has mode {mode:o}; group and others must have no access")]
+    #[error("{path} has mode {mode:o}; group and others must not be able to write")]
     TooOpen { path: PathBuf, mode: u32 },
     #[error("node.pub does not match node.key in {dir}")]
     KeyMismatch { dir: PathBuf },

@@ -12,6 +12,7 @@
 //! - The data dir is created 0700 and every file in it 0600; permissions are never widened.
 
 pub mod error;
+mod files;
 mod schema;
 pub mod sqlite;
 mod sqlite_writer;
@@ -105,6 +106,11 @@ pub const REASONS: &[ReasonInfo] = &[
         summary: "the event's ledger body exceeds 64 KiB and was not stored",
     },
     ReasonInfo {
+        code: "event_unencodable",
+        maps_to: ErrorCode::Internal,
+        summary: "the event's data holds a value RFC 8785 JSON cannot carry",
+    },
+    ReasonInfo {
         code: "store_schema_too_new",
         maps_to: ErrorCode::StoreUnavailable,
         summary: "the database was written by a newer portcullis",
@@ -112,6 +118,6 @@ pub const REASONS: &[ReasonInfo] = &[
     ReasonInfo {
         code: "store_insecure",
         maps_to: ErrorCode::StoreUnavailable,
-        summary: "the data dir or a key file has unsafe permissions or does not match",
+        summary: "the data dir is writable by others, or node.pub does not match node.key",
     },
 ];
