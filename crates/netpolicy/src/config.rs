@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Default address of the forward proxy listener.
@@ -11,7 +12,7 @@ pub const DEFAULT_PROXY_BIND: &str = "127.0.0.1:8091";
 pub const DEFAULT_DNS_BIND: &str = "127.0.0.1:8053";
 
 /// How much of the network a project may reach.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Posture {
     /// No host enforcement (development only). Deny rules, DNS-over-HTTPS refusal and address
@@ -28,7 +29,7 @@ pub enum Posture {
 }
 
 /// `[egress]`. Every field has a default, so an empty section is valid.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EgressConfig {
     /// Default `allowlist`.
@@ -57,7 +58,7 @@ pub struct EgressConfig {
 
 /// `[egress.projects.<name>]`. An absent field inherits the global value, except `deny`, which
 /// is always added to the global deny rules (a project can never drop a global deny).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProjectEgressConfig {
     pub posture: Option<Posture>,
@@ -151,5 +152,24 @@ mod tests {
         assert!(check("[egress]\nbogus = 1\n").is_err());
         assert!(check("[egress]\nposture = \"open\"\n").is_err());
         assert!(check("[egress.projects.web]\nproxy_bind = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn json_schema_lists_every_key() {
+        let schema = serde_json::to_value(schemars::schema_for!(EgressConfig)).unwrap();
+        let properties = schema.get("properties").unwrap().as_object().unwrap();
+        for key in [
+            "posture",
+            "allow",
+            "deny",
+            "block_ip_literals",
+            "allow_cidrs",
+            "multi_label_suffixes",
+            "proxy_bind",
+            "dns_bind",
+            "projects",
+        ] {
+            assert!(properties.contains_key(key), "{key}");
+        }
     }
 }

@@ -129,8 +129,6 @@ pub enum FixtureError {
     TooLarge,
     #[error("dns fixture is not valid json of the expected shape: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("dns fixture has more than {MAX_FIXTURE_NAMES} names")]
-    TooManyNames,
     #[error("dns fixture name `{0}` is not a valid dns name")]
     BadName(String),
     #[error("dns fixture name `{0}` appears twice after canonicalization")]
@@ -156,18 +154,51 @@ struct FixtureEntry {
     rcode: Option<String>,
 }
 
+/// The fixture's entries in file order, kept as a list so that duplicate keys are seen (a map
+/// would silently keep the last), refused past [`MAX_FIXTURE_NAMES`] while parsing.
+struct FixtureEntries(Vec<(String, FixtureEntry)>);
+
+impl<'de> Deserialize<'de> for FixtureEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for EntriesVisitor {
+            type Value = FixtureEntries;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object mapping names to {\"A\",\"AAAA\"} or {\"rcode\"}")
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut res = Vec::new();
+                while let Some((name, entry)) = map.next_entry::<String, FixtureEntry>()? {
+                    if res.len() == MAX_FIXTURE_NAMES {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "more than {MAX_FIXTURE_NAMES} names"
+                        )));
+                    }
+                    res.push((name, entry));
+                }
+                Ok(FixtureEntries(res))
+            }
+        }
+
+        deserializer.deserialize_map(EntriesVisitor)
+    }
+}
+
 impl DnsFixture {
     /// Parses the fixture JSON with bounded sizes.
     pub fn parse(text: &str) -> Result<Self, FixtureError> {
         if text.len() > MAX_FIXTURE_BYTES {
             return Err(FixtureError::TooLarge);
         }
-        let raw: HashMap<String, FixtureEntry> = serde_json::from_str(text)?;
-        if raw.len() > MAX_FIXTURE_NAMES {
-            return Err(FixtureError::TooManyNames);
-        }
-        let mut entries = HashMap::with_capacity(raw.len());
-        for (raw_name, entry) in raw {
+        let raw: FixtureEntries = serde_json::from_str(text)?;
+        let mut entries = HashMap::with_capacity(raw.0.len());
+        for (raw_name, entry) in raw.0 {
             let name =
                 Name::parse(&raw_name).map_err(|_| FixtureError::BadName(raw_name.clone()))?;
             if entry.a.len() > MAX_FIXTURE_ADDRS || entry.aaaa.len() > MAX_FIXTURE_ADDRS {
@@ -264,6 +295,7 @@ mod tests {
         check(r#"{"a.test":{"MX":[]}}"#, "a.test", Err("unknown field"));
         check(r#"{"a_b.test":{}}"#, "a.test", Err("not a valid dns name"));
         check(r#"{"a.test":{},"A.test":{}}"#, "a.test", Err("twice"));
+        check(r#"{"a.test":{},"a.test":{}}"#, "a.test", Err("twice"));
         check(
             r#"{"a.test":{"rcode":"NOPE"}}"#,
             "a.test",
@@ -275,6 +307,14 @@ mod tests {
             Err("mixes"),
         );
         check(r#"[]"#, "a.test", Err("not valid json"));
+        let names: Vec<String> = (0..=MAX_FIXTURE_NAMES)
+            .map(|i| format!(r#""n{i}.test":{{}}"#))
+            .collect();
+        check(
+            &format!("{{{}}}", names.join(",")),
+            "a.test",
+            Err("more than 10000 names"),
+        );
         let many = format!(
             r#"{{"a.test":{{"A":[{}]}}}}"#,
             vec!["\"1.2.3.4\""; 65].join(",")
