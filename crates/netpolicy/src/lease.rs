@@ -154,4 +154,17 @@ mod tests {
         check("net:host:*.example.com", Err(LeaseKeyError::UnknownKind));
         check("tools:call", Err(LeaseKeyError::UnknownKind));
     }
+
+    #[test]
+    fn canonical_keys_are_gate_keys() {
+        for raw in [
+            "net:host:a.example.com",
+            "net:host:[2001:db8::1]",
+            "net:domain:example.co.uk",
+            "net:port:8443",
+        ] {
+            let key = LeaseKey::parse(raw).unwrap().to_string();
+            assert!(portcullis_core::GateKey::parse(&key).is_ok(), "{key}");
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! and the resolved addresses; this crate never looks anything up.
 //!
 //! The decision has two phases so that a denied name is never resolved:
-//! 1. [`decide`] parses the target ([`TargetRequest`]), classifies the host (IP literal in any
+//! 1. [`decide()`] parses the target ([`TargetRequest`]), classifies the host (IP literal in any
 //!    WHATWG spelling, or canonical name), then applies, in order: `block_ip_literals`, deny
 //!    rules, DNS-over-HTTPS refusal, the posture, allow rules, the built-in public list and
 //!    leases. It answers [`Phase1::Deny`], [`Phase1::DialLiteral`] or [`Phase1::Resolve`].
@@ -14,7 +14,7 @@
 //!    documentation, reserved, or an IPv6 form embedding one) unless `allow_cidrs` admits it,
 //!    and the caller dials exactly that address.
 //!
-//! [`check_dns_name`] and [`filter_answers`] serve the DNS guard; [`preview`] runs both phases
+//! [`check_dns_name`] and [`filter_answers`] serve the DNS guard; [`preview()`] runs both phases
 //! with an injected lookup (such as a [`DnsFixture`]) and returns the preview JSON.
 //!
 //! Must never depend on: tokio, hyper, a resolver, the file system, the system clock.
@@ -22,7 +22,7 @@
 //! Invariants:
 //! - Decisions never fail: every refusal is a deny with a stable [`Reason`] (see [`REASONS`]).
 //! - Deny rules beat every allow rule and lease; expired leases do nothing.
-//! - No lookup is needed, or made by [`preview`], for a denied name; [`preview`] looks up at
+//! - No lookup is needed, or made by [`preview()`], for a denied name; [`preview()`] looks up at
 //!   most once and reports the address [`vet`] chose.
 //! - `allow_cidrs` never admits an IP literal while `block_ip_literals` is on, and never a
 //!   metadata, multicast, broadcast or unspecified address.
