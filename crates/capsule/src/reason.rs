@@ -59,7 +59,7 @@ reasons! {
     UnknownKid => "capsule_unknown_kid", CapsuleInvalid, "no issuer in the trust store has this `kid`";
     RevokedKid => "capsule_revoked_kid", CapsuleInvalid, "the issuer key is revoked";
     // 5. signature
-    HighS => "capsule_high_s", CapsuleInvalid, "a secp256k1 signature has a high S value";
+    HighS => "capsule_high_s", CapsuleInvalid, "a secp256k1 signature (issuer or hop) has a high S value";
     BadSignature => "capsule_bad_signature", CapsuleInvalid,
         "the issuer signature does not verify with the trust store's key and algorithm";
     // 6. header fields
@@ -85,7 +85,7 @@ reasons! {
     BadPattern => "capsule_bad_pattern", CapsuleInvalid, "a deny or contract pattern is not a valid gate-key pattern";
     PatternNotAllowed => "capsule_pattern_not_allowed", CapsuleInvalid, "a pattern is not within the issuer's allowed patterns";
     BadContract => "capsule_bad_contract", CapsuleInvalid,
-        "a contract has a bad id, no patterns, an empty window or a zero quota window";
+        "a contract has no patterns, an empty validity window, a zero quota window or a zero renewal period";
     DuplicateContract => "capsule_duplicate_contract", CapsuleInvalid, "two contracts share one id";
 }
 
