@@ -1,0 +1,146 @@
+//! The capsule layer: denies and contracts adopted from capsules at run time, by capsule id.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use portcullis_core::GatePattern;
+
+use crate::catalog;
+use crate::contract::Contract;
+use crate::error::PolicyLoadError;
+use crate::rules::{ContractTable, DenyTable};
+
+/// Most capsules adopted at once.
+pub const MAX_CAPSULES: usize = 4096;
+/// Most denies plus contracts one capsule may carry.
+pub const MAX_CAPSULE_RULES: usize = 1024;
+
+/// What one capsule adds: denies and contracts (a capsule can only take rights away).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CapsuleRules {
+    pub denies: Vec<GatePattern>,
+    pub contracts: Vec<Contract>,
+}
+
+/// The rules adopted from capsules. Shared by every engine (it lives in
+/// [`crate::PolicyState`]), so a policy reload keeps it; adoption and removal swap a freshly
+/// indexed snapshot, and decisions read a snapshot without blocking writers for long.
+#[derive(Debug, Default)]
+pub struct CapsuleLayer {
+    snapshot: RwLock<Arc<CapsuleSnapshot>>,
+}
+
+/// One consistent, indexed view of every adopted capsule.
+#[derive(Debug, Default)]
+pub(crate) struct CapsuleSnapshot {
+    sources: BTreeMap<String, CapsuleRules>,
+    pub denies: DenyTable,
+    pub contracts: ContractTable,
+}
+
+impl CapsuleLayer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adopts (or replaces) the rules of capsule `capsule_id`. Deny rule ids become
+    /// `<capsule id>::<pattern>`, contract ids `<capsule id>::<contract id>`.
+    pub fn adopt(&self, capsule_id: &str, rules: CapsuleRules) -> Result<(), Vec<PolicyLoadError>> {
+        let errors = validate(capsule_id, &rules);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut guard = self.write();
+        let mut sources = guard.sources.clone();
+        sources.insert(capsule_id.to_owned(), rules);
+        if sources.len() > MAX_CAPSULES {
+            return Err(vec![PolicyLoadError::TooMany {
+                what: "capsules",
+                limit: MAX_CAPSULES,
+            }]);
+        }
+        *guard = Arc::new(CapsuleSnapshot::compile(sources));
+        Ok(())
+    }
+
+    /// Drops capsule `capsule_id`'s rules (on expiry or revocation); false when it was unknown.
+    pub fn remove(&self, capsule_id: &str) -> bool {
+        let mut guard = self.write();
+        if !guard.sources.contains_key(capsule_id) {
+            return false;
+        }
+        let mut sources = guard.sources.clone();
+        sources.remove(capsule_id);
+        *guard = Arc::new(CapsuleSnapshot::compile(sources));
+        true
+    }
+
+    /// The ids of every adopted capsule, sorted.
+    pub fn capsule_ids(&self) -> Vec<String> {
+        self.snapshot().sources.keys().cloned().collect()
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<CapsuleSnapshot> {
+        Arc::clone(
+            &self
+                .snapshot
+                .read()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        )
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Arc<CapsuleSnapshot>> {
+        self.snapshot
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+impl CapsuleSnapshot {
+    fn compile(sources: BTreeMap<String, CapsuleRules>) -> Self {
+        let mut denies = Vec::new();
+        let mut contracts = Vec::new();
+        for (capsule_id, rules) in &sources {
+            denies.extend(
+                rules
+                    .denies
+                    .iter()
+                    .map(|pattern| (format!("{capsule_id}::{pattern}"), pattern.clone())),
+            );
+            contracts.extend(rules.contracts.iter().map(|contract| Contract {
+                id: format!("{capsule_id}::{}", contract.id),
+                ..contract.clone()
+            }));
+        }
+        Self {
+            denies: DenyTable::new(denies),
+            contracts: ContractTable::new(contracts),
+            sources,
+        }
+    }
+}
+
+fn validate(capsule_id: &str, rules: &CapsuleRules) -> Vec<PolicyLoadError> {
+    let mut res = Vec::new();
+    if capsule_id.is_empty()
+        || capsule_id.len() > crate::contract::MAX_CONTRACT_ID_LEN
+        || !capsule_id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        res.push(PolicyLoadError::BadCapsuleId);
+    }
+    if rules.denies.len() + rules.contracts.len() > MAX_CAPSULE_RULES {
+        res.push(PolicyLoadError::TooMany {
+            what: "capsule rules",
+            limit: MAX_CAPSULE_RULES,
+        });
+    }
+    res.extend(
+        rules
+            .denies
+            .iter()
+            .filter_map(|pattern| catalog::check_pattern(pattern).err())
+            .map(PolicyLoadError::Deny),
+    );
+    res.extend(crate::error::check_contracts(&rules.contracts));
+    res
+}
