@@ -176,3 +176,108 @@ pub fn template(now: Timestamp) -> Value {
         "ext": {},
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fuzzing::{FIXTURE_NOW, fixture_key, fixture_trust_store};
+    use crate::trust::Algorithm;
+    use crate::{CapsuleLimits, verify};
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(FIXTURE_NOW).unwrap()
+    }
+
+    fn fixture_body(kid: &str) -> Value {
+        let mut body = template(now());
+        body["iss"] = json!("fuzz");
+        body["kid"] = json!(kid);
+        body
+    }
+
+    #[track_caller]
+    fn check(body: &str, kid: &str, expected: Result<(), SignError>) {
+        let key = fixture_key(Algorithm::Ed25519, 1).unwrap();
+        assert_eq!(
+            sign_capsule(body.as_bytes(), kid, &key).map(|_| ()),
+            expected,
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn signing_checks_the_body_first() {
+        let good = fixture_body("fuzz-ed");
+        check(
+            &serde_json::to_string_pretty(&good).unwrap(),
+            "fuzz-ed",
+            Ok(()),
+        );
+        check(&good.to_string(), "other", Err(SignError::KidMismatch));
+        check(
+            r#"{"v":1,"v":1}"#,
+            "fuzz-ed",
+            Err(SignError::Body(VerifyError::DuplicateKey)),
+        );
+        check(
+            r#"{"v":1.5}"#,
+            "fuzz-ed",
+            Err(SignError::Body(VerifyError::BadNumber)),
+        );
+        let mut zero_ttl = good.clone();
+        zero_ttl["ttl"] = json!(0);
+        check(
+            &zero_ttl.to_string(),
+            "fuzz-ed",
+            Err(SignError::Body(VerifyError::BadTtl)),
+        );
+        let mut bad_pattern = good.clone();
+        bad_pattern["denies"] = json!(["a*b"]);
+        check(
+            &bad_pattern.to_string(),
+            "fuzz-ed",
+            Err(SignError::Body(VerifyError::BadPattern)),
+        );
+        let mut huge = good;
+        huge["ext"] = json!({"pad": vec!["x".repeat(500); 8]});
+        check(&huge.to_string(), "fuzz-ed", Err(SignError::TooLarge));
+    }
+
+    #[test]
+    fn template_signs_and_verifies_with_both_algorithms() {
+        let trust = fixture_trust_store().unwrap();
+        for (kid, alg, seed) in [
+            ("fuzz-ed", Algorithm::Ed25519, 1),
+            ("fuzz-k1", Algorithm::Secp256k1, 2),
+        ] {
+            let key = fixture_key(alg, seed).unwrap();
+            let token = sign_capsule(fixture_body(kid).to_string().as_bytes(), kid, &key).unwrap();
+            let verified =
+                verify(token.as_bytes(), &trust, &CapsuleLimits::default(), now()).unwrap();
+            let inspected = inspect(token.as_bytes()).unwrap();
+            assert_eq!(inspected.hash_hex, verified.hash_hex());
+            assert_eq!(inspected.expires_at, verified.expires_at());
+            assert_eq!(inspected.body, *verified.body());
+        }
+    }
+
+    proptest! {
+        /// Any one-byte change to a valid token is refused: there is one spelling per capsule.
+        #[test]
+        fn any_single_byte_change_is_refused(
+            at in any::<prop::sample::Index>(),
+            byte in prop::sample::select(b"AQgw_-.=+/ 09azAZ\x00\xff".to_vec()),
+        ) {
+            let key = fixture_key(Algorithm::Secp256k1, 2).unwrap();
+            let token = sign_capsule(fixture_body("fuzz-k1").to_string().as_bytes(), "fuzz-k1", &key).unwrap();
+            let mut mutated = token.clone().into_bytes();
+            let idx = at.index(mutated.len());
+            mutated[idx] = byte;
+            prop_assume!(mutated != token.as_bytes());
+            let trust = fixture_trust_store().unwrap();
+            prop_assert!(verify(&mutated, &trust, &CapsuleLimits::default(), now()).is_err());
+        }
+    }
+}
