@@ -121,3 +121,42 @@ pub const REASONS: &[ReasonInfo] = &[
         summary: "the data dir is writable by others, or node.pub does not match node.key",
     },
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{FileError, InsecureError};
+
+    #[test]
+    fn every_error_code_is_in_the_reasons_table() {
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let errors = [
+            StoreError::Conflict,
+            StoreError::NotFound,
+            StoreError::Unavailable(BackendError::bare("x")),
+            StoreError::Corrupt(error::CorruptError::Seq { seq: -1 }),
+            StoreError::Io(FileError {
+                action: "read",
+                path: "x".into(),
+                source: io(),
+            }),
+            StoreError::TooLarge { size: 2, limit: 1 },
+            StoreError::SchemaTooNew {
+                found: 2,
+                supported: 1,
+            },
+            StoreError::Unencodable(portcullis_ledger::LedgerError::SeqOutOfRange { seq: 0 }),
+            StoreError::Insecure(InsecureError::KeyMismatch { dir: "x".into() }),
+        ];
+        assert_eq!(errors.len(), REASONS.len());
+        for err in &errors {
+            let info = REASONS.iter().find(|info| info.code == err.code());
+            assert_eq!(
+                info.map(|info| info.maps_to),
+                Some(err.error_code()),
+                "{}",
+                err.code()
+            );
+        }
+    }
+}
