@@ -203,9 +203,8 @@ impl Verifier {
                 reason: FailureReason::CheckpointOutOfOrder,
             });
         }
-        if let Some(existing) = self.pending.insert(checkpoint.seq, checkpoint.hash)
-            && existing != checkpoint.hash
-        {
+        let previous = self.pending.insert(checkpoint.seq, checkpoint.hash);
+        if previous.is_some_and(|existing| existing != checkpoint.hash) {
             return Err(VerifyFailure {
                 seq: row_seq,
                 reason: FailureReason::CheckpointMismatch,
@@ -244,8 +243,10 @@ impl Verifier {
         if hash != computed {
             return Err(fail(seq, FailureReason::HashMismatch));
         }
-        if let Some(expected) = self.pending.remove(&seq)
-            && expected != computed
+        if self
+            .pending
+            .remove(&seq)
+            .is_some_and(|expected| expected != computed)
         {
             return Err(fail(seq, FailureReason::CheckpointMismatch));
         }
