@@ -22,9 +22,9 @@ use portcullis_capsule::{
     token_digest, verify,
 };
 
-/// A signed capsule of about 1.5 KB (token length), with 20 denies and 4 contracts.
+/// A signed capsule of about 1.5 KB (token length), with 9 denies and 4 contracts.
 fn capsule(kid: &str, alg: Algorithm, seed: u8) -> String {
-    let denies: Vec<String> = (0..20)
+    let denies: Vec<String> = (0..9)
         .map(|idx| format!("tools:call:server{idx}.dangerous_tool_*"))
         .collect();
     let contracts: Vec<_> = (0..4)
