@@ -71,8 +71,8 @@ pub fn verify(
 }
 
 /// A capsule that passed every check. Holds the exact token, so relaying appends to the received
-/// bytes and never re-serializes them.
-#[derive(Clone, Debug)]
+/// bytes and never re-serializes them. Its `Debug` names the capsule but never prints the token.
+#[derive(Clone)]
 pub struct VerifiedCapsule {
     token: String,
     body: CapsuleBody,
@@ -217,6 +217,18 @@ impl VerifiedCapsule {
 
     pub(crate) fn last_sig(&self) -> &[u8; 64] {
         &self.last_sig
+    }
+}
+
+impl std::fmt::Debug for VerifiedCapsule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedCapsule")
+            .field("id", &self.body.id)
+            .field("kid", &self.body.kid)
+            .field("hash", &self.hash_hex())
+            .field("hops", &self.hops.len())
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
     }
 }
 

@@ -141,6 +141,8 @@ fn valid_capsules_verify_for_both_algorithms() {
     );
     assert!(contract.immutable);
     assert_eq!(verified.signing_kids(), vec!["fuzz-ed"]);
+    let debug = format!("{verified:?}");
+    assert!(debug.contains("c1") && !debug.contains(verified.token().split('.').nth(1).unwrap()));
 }
 
 #[test]
