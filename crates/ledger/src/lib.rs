@@ -24,8 +24,8 @@ use portcullis_core::error::ReasonInfo;
 
 pub use checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint, verify_checkpoint};
 pub use record::{
-    GENESIS_PREV_HASH, LedgerError, LedgerRecord, MAX_BODY_BYTES, MAX_SEQ, chain_hash,
-    decode_record, encode_body,
+    BodyTemplate, GENESIS_PREV_HASH, LedgerError, LedgerRecord, MAX_BODY_BYTES, MAX_SEQ,
+    chain_hash, decode_record, encode_body,
 };
 pub use verify::{FailureReason, Verifier, VerifyFailure, VerifyReport};
 

@@ -46,6 +46,8 @@ pub enum LedgerError {
     SeqMismatch { row: u64, found: u64 },
     #[error("record body carries an invalid time")]
     BadTime(#[source] jiff::Error),
+    #[error("encoded body has no top-level seq")]
+    NoSeqField,
 }
 
 /// Encodes the canonical body of the record `seq` holding `event`: RFC 8785 JSON of
@@ -54,27 +56,84 @@ pub enum LedgerError {
 /// Fails only when the body would exceed [`MAX_BODY_BYTES`], when `seq` exceeds [`MAX_SEQ`], or
 /// when `data` holds a number JSON cannot carry.
 pub fn encode_body(seq: u64, time: Timestamp, event: &Event) -> Result<Vec<u8>, LedgerError> {
-    if seq > MAX_SEQ {
-        return Err(LedgerError::SeqOutOfRange { seq });
+    BodyTemplate::new(time, event)?.with_seq(seq)
+}
+
+/// A body encoded before its seq is known: the expensive RFC 8785 encoding happens in the caller,
+/// and the single writer only fills in the seq digits ([`BodyTemplate::with_seq`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BodyTemplate {
+    /// The canonical body with seq 0.
+    bytes: Vec<u8>,
+    /// Where the `0` of `"seq":0` sits in `bytes`.
+    seq_at: usize,
+}
+
+impl BodyTemplate {
+    /// Encodes `event` stamped with `time`. Fails like [`encode_body`].
+    pub fn new(time: Timestamp, event: &Event) -> Result<Self, LedgerError> {
+        let body = BodyRef {
+            correlation_id: event.correlation_id.as_deref(),
+            data: &event.data,
+            decision: event.decision,
+            kind: &event.kind,
+            reason: &event.reason,
+            seq: 0,
+            subject: event.subject.as_deref(),
+            time: time.to_string(),
+        };
+        let bytes = serde_jcs::to_vec(&body).map_err(LedgerError::Encode)?;
+        if bytes.len() > MAX_BODY_BYTES {
+            return Err(LedgerError::TooLarge {
+                size: bytes.len(),
+                limit: MAX_BODY_BYTES,
+            });
+        }
+        // INVARIANT (seq-is-last-key-match): see `top_level_seq_at`.
+        let seq_at = top_level_seq_at(&bytes).ok_or(LedgerError::NoSeqField)?;
+        Ok(Self { bytes, seq_at })
     }
-    let body = BodyRef {
-        correlation_id: event.correlation_id.as_deref(),
-        data: &event.data,
-        decision: event.decision,
-        kind: &event.kind,
-        reason: &event.reason,
-        seq,
-        subject: event.subject.as_deref(),
-        time: time.to_string(),
-    };
-    let bytes = serde_jcs::to_vec(&body).map_err(LedgerError::Encode)?;
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(LedgerError::TooLarge {
-            size: bytes.len(),
-            limit: MAX_BODY_BYTES,
-        });
+
+    /// The canonical body of record `seq`: byte for byte what encoding with `seq` gives, since
+    /// RFC 8785 writes an integer below 2^53 as its plain decimal digits.
+    pub fn with_seq(&self, seq: u64) -> Result<Vec<u8>, LedgerError> {
+        if seq > MAX_SEQ {
+            return Err(LedgerError::SeqOutOfRange { seq });
+        }
+        let (before, zero_and_after) = self
+            .bytes
+            .split_at_checked(self.seq_at)
+            .ok_or(LedgerError::NoSeqField)?;
+        let after = zero_and_after.get(1..).ok_or(LedgerError::NoSeqField)?;
+        let digits = seq.to_string();
+        let size = before.len() + digits.len() + after.len();
+        if size > MAX_BODY_BYTES {
+            return Err(LedgerError::TooLarge {
+                size,
+                limit: MAX_BODY_BYTES,
+            });
+        }
+        let mut body = Vec::with_capacity(size);
+        body.extend_from_slice(before);
+        body.extend_from_slice(digits.as_bytes());
+        body.extend_from_slice(after);
+        Ok(body)
     }
-    Ok(bytes)
+}
+
+/// Where the digits of the top-level `seq` value start in a canonical body.
+///
+/// INVARIANT (seq-is-last-key-match): in an RFC 8785 body the top-level keys after `seq` are only
+/// `subject` (null or a string) and `time` (a string); a string cannot hold an unescaped `"`, so
+/// the last `"seq":` in the bytes is the top-level key. A non-canonical body can fool this scan
+/// only together with a hash that matches it, which the chain and checkpoints catch.
+pub(crate) fn top_level_seq_at(body: &[u8]) -> Option<usize> {
+    const KEY: &[u8] = b"\"seq\":";
+    if body.first() != Some(&b'{') || body.last() != Some(&b'}') {
+        return None;
+    }
+    let at = body.windows(KEY.len()).rposition(|window| window == KEY)?;
+    at.checked_add(KEY.len())
 }
 
 /// `SHA-256(prev || body)`: the hash of a record over its stored bytes.
@@ -230,6 +289,27 @@ mod tests {
         check_decode_err(3, &extra, |e| matches!(e, LedgerError::Malformed(_)));
         let bad_time = good.replace("1970-01-01T00:00:00Z", "yesterday");
         check_decode_err(3, &bad_time, |e| matches!(e, LedgerError::BadTime(_)));
+    }
+
+    #[test]
+    fn template_fills_in_exactly_the_encoded_seq() {
+        let template = BodyTemplate::new(at(5, 6), &event()).unwrap();
+        for seq in [0, 1, 9, 10, 12_345, MAX_SEQ] {
+            assert_eq!(
+                template.with_seq(seq).unwrap(),
+                encode_body(seq, at(5, 6), &event()).unwrap()
+            );
+        }
+        // A body just under the limit with seq 0 goes over it with a longer seq.
+        let filler =
+            |n: usize| Event::new("k", Decision::Info, "r").data(serde_json::json!("x".repeat(n)));
+        let base = encode_body(0, at(0, 0), &filler(0)).unwrap().len();
+        let edge = BodyTemplate::new(at(0, 0), &filler(MAX_BODY_BYTES - base)).unwrap();
+        assert_eq!(edge.with_seq(0).unwrap().len(), MAX_BODY_BYTES);
+        assert!(matches!(
+            edge.with_seq(10),
+            Err(LedgerError::TooLarge { .. })
+        ));
     }
 
     #[test]

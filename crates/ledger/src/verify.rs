@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use ed25519_dalek::VerifyingKey;
 
 use crate::checkpoint::verify_checkpoint;
-use crate::record::{GENESIS_PREV_HASH, MAX_BODY_BYTES, chain_hash};
+use crate::record::{GENESIS_PREV_HASH, MAX_BODY_BYTES, chain_hash, top_level_seq_at};
 
 /// The first thing wrong with a ledger, and where.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -277,19 +277,10 @@ impl Verifier {
     }
 }
 
-/// The top-level `seq` of a canonical body, found by scanning rather than parsing.
-///
-/// INVARIANT (seq-is-last-key-match): in an RFC 8785 body the top-level keys after `seq` are only
-/// `subject` (null or a string) and `time` (a string); a string cannot hold an unescaped `"`, so
-/// the last `"seq":` in the bytes is the top-level key. A non-canonical body can fool this scan
-/// only together with a hash that matches it, which the chain and checkpoints catch.
+/// The top-level `seq` of a canonical body, found by scanning rather than parsing
+/// (see [`top_level_seq_at`]).
 fn body_seq(body: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"\"seq\":";
-    if body.first() != Some(&b'{') || body.last() != Some(&b'}') {
-        return None;
-    }
-    let at = body.windows(KEY.len()).rposition(|window| window == KEY)?;
-    let rest = body.get(at.checked_add(KEY.len())?..)?;
+    let rest = body.get(top_level_seq_at(body)?..)?;
     let n_digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     let (digits, after) = rest.split_at_checked(n_digits)?;
     if after.first() != Some(&b',') || digits.is_empty() || digits.len() > 16 {

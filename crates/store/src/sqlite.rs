@@ -7,13 +7,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use portcullis_core::{Clock, Event};
-use portcullis_ledger::{LedgerRecord, decode_record, verify_checkpoint};
+use portcullis_ledger::{BodyTemplate, LedgerRecord, decode_record, verify_checkpoint};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::error::{BackendError, CorruptError, StoreError, sqlite_error};
 use crate::files::{DB_FILE, ensure_data_dir, ensure_private_file, load_or_create_node_key};
-use crate::sqlite_writer::{self, Command, DEFAULT_MAX_BATCH, Writer, WriterState};
+use crate::sqlite_writer::{self, Command, DEFAULT_MAX_BATCH, Writer, WriterState, refused};
 use crate::{AppendReceipt, MAX_PAGE, Store, StoredAgent, schema};
 
 /// Tuning of the SQLite store. See [`SqliteOptions::new`] for the defaults.
@@ -45,6 +45,7 @@ impl SqliteOptions {
 #[derive(Debug)]
 pub struct SqliteStore {
     node_public_key: [u8; 32],
+    clock: Arc<dyn Clock>,
     commands: Option<Sender<Command>>,
     writer: Option<JoinHandle<()>>,
     reader: Arc<Mutex<Connection>>,
@@ -83,11 +84,12 @@ impl SqliteStore {
         let public_key = key.verifying_key();
         let last_checkpoint = read_last_checkpoint(&conn, &public_key)?;
         let (checkpoint_seq, checkpoint_time) = last_checkpoint.unwrap_or((0, options.clock.now()));
+        let clock = options.clock;
         let writer = Writer {
             conn,
             state: WriterState {
                 key,
-                clock: options.clock,
+                clock: Arc::clone(&clock),
                 head_seq,
                 head_hash,
                 checkpoint_seq,
@@ -106,6 +108,7 @@ impl SqliteStore {
             })?;
         Ok(Self {
             node_public_key: public_key.to_bytes(),
+            clock,
             commands: Some(commands),
             writer: Some(handle),
             reader: Arc::new(Mutex::new(reader)),
@@ -165,7 +168,9 @@ impl Store for SqliteStore {
     }
 
     async fn append(&self, event: Event) -> Result<AppendReceipt, StoreError> {
-        self.call(|reply| Command::Append { event, reply }).await
+        // Encoding happens here, off the writer thread; the writer only fills in the seq.
+        let template = BodyTemplate::new(self.clock.now(), &event).map_err(refused)?;
+        self.call(|reply| Command::Append { template, reply }).await
     }
 
     async fn ledger_page(&self, after: u64, limit: u32) -> Result<Vec<LedgerRecord>, StoreError> {

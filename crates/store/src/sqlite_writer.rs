@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use jiff::{SignedDuration, Timestamp};
-use portcullis_core::{Clock, Event};
-use portcullis_ledger::{Checkpoint, LedgerError, chain_hash, encode_body};
+use portcullis_core::Clock;
+use portcullis_ledger::{BodyTemplate, Checkpoint, LedgerError, chain_hash};
 use rusqlite::{Connection, ErrorCode as SqliteCode, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
@@ -20,7 +20,7 @@ pub(crate) const DEFAULT_MAX_BATCH: usize = 1024;
 /// A request to the writer thread; each carries its own reply channel.
 pub(crate) enum Command {
     Append {
-        event: Event,
+        template: BodyTemplate,
         reply: oneshot::Sender<Result<AppendReceipt, StoreError>>,
     },
     Flush {
@@ -117,9 +117,9 @@ impl Writer {
                 )?;
                 for command in batch {
                     match command {
-                        Command::Append { event, reply } => {
+                        Command::Append { template, reply } => {
                             let next = seq.saturating_add(1);
-                            match encode_body(next, self.state.clock.now(), &event) {
+                            match template.with_seq(next) {
                                 Ok(body) => {
                                     let next_hash = chain_hash(&hash, &body);
                                     insert.execute(params![
@@ -270,7 +270,8 @@ fn insert_agent(
     }
 }
 
-fn refused(err: LedgerError) -> StoreError {
+/// The store's answer to an event the ledger format cannot hold.
+pub(crate) fn refused(err: LedgerError) -> StoreError {
     match err {
         LedgerError::TooLarge { size, limit } => StoreError::TooLarge { size, limit },
         other => StoreError::Unencodable(other),
