@@ -30,7 +30,25 @@ pub enum Scope {
     All,
 }
 
+/// How a neighbouring node relates to this one, in the config's `cluster` section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Neighbor {
+    Parent,
+    Peer,
+    Child,
+}
+
 impl Scope {
+    /// Whether a capsule of this scope is relayed to a neighbour of kind `neighbor` (still only
+    /// while [`crate::VerifiedCapsule::can_relay`]): `children` to children, `peers` to peers,
+    /// `all` to parent, peers and children, `none` to nobody.
+    pub const fn reaches(self, neighbor: Neighbor) -> bool {
+        matches!(
+            (self, neighbor),
+            (Scope::Children, Neighbor::Child) | (Scope::Peers, Neighbor::Peer) | (Scope::All, _)
+        )
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Scope::None => "none",
@@ -251,4 +269,23 @@ pub fn check_patterns(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(scope: Scope, expected: [bool; 3]) {
+        let got = [Neighbor::Parent, Neighbor::Peer, Neighbor::Child].map(|n| scope.reaches(n));
+        assert_eq!(got, expected, "{scope:?}");
+    }
+
+    #[test]
+    fn scope_reach() {
+        check(Scope::None, [false, false, false]);
+        check(Scope::Children, [false, false, true]);
+        check(Scope::Peers, [false, true, false]);
+        check(Scope::All, [true, true, true]);
+    }
 }

@@ -34,7 +34,9 @@ mod token;
 mod trust;
 mod verify;
 
-pub use body::{CapsuleBody, ContractBody, ContractSubject, MAX_HOPS, Quota, Scope, VERSION};
+pub use body::{
+    CapsuleBody, ContractBody, ContractSubject, MAX_HOPS, Neighbor, Quota, Scope, VERSION,
+};
 pub use json::{MAX_DEPTH, MAX_INTEGER, MAX_ITEMS, MAX_STRING_BYTES};
 pub use key::SigningKey;
 pub use limits::CapsuleLimits;

@@ -113,6 +113,9 @@ mod tests {
         );
         assert!(serde_json::from_str::<CapsuleLimits>(r#"{"max_tll":"1d"}"#).is_err());
         assert!(serde_json::from_str::<CapsuleLimits>(r#"{"skew":"soon"}"#).is_err());
+        let from_toml: CapsuleLimits = toml::from_str("max_ttl = \"2h\"\nskew = 30\n").unwrap();
+        assert_eq!((from_toml.max_ttl_secs, from_toml.skew_secs), (7_200, 30));
+        assert!(toml::from_str::<CapsuleLimits>("skew = -1\n").is_err());
         let defaults: CapsuleLimits = serde_json::from_str("{}").unwrap();
         assert_eq!(defaults, CapsuleLimits::default());
     }
