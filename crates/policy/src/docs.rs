@@ -318,6 +318,42 @@ mod tests {
         }
     }
 
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct DocumentedConfig {
+        #[serde(default)]
+        policy: crate::PolicyConfig,
+        #[serde(default)]
+        contracts: Vec<crate::Contract>,
+    }
+
+    /// The TOML and JSON examples in POLICY.md parse, and the contract example validates.
+    #[test]
+    fn documented_examples_parse() {
+        let doc = policy_markdown();
+        let block = |fence: &str| -> Vec<String> {
+            doc.split(fence)
+                .skip(1)
+                .filter_map(|rest| rest.split("```").next())
+                .map(str::to_owned)
+                .collect()
+        };
+        let tomls = block("```toml\n");
+        assert_eq!(tomls.len(), 2);
+        for text in &tomls {
+            let parsed: DocumentedConfig = toml::from_str(text).unwrap();
+            for pattern in &parsed.policy.deny {
+                crate::catalog::check_pattern(pattern).unwrap();
+            }
+            for contract in &parsed.contracts {
+                assert_eq!(contract.validate(), vec![]);
+            }
+        }
+        let jsons = block("```json\n");
+        let request: portcullis_core::Request = serde_json::from_str(&jsons[1]).unwrap();
+        assert_eq!(request.subject.agent, "coder");
+    }
+
     #[test]
     fn schema_is_valid_json() {
         let schema: serde_json::Value = serde_json::from_str(&gate_keys_schema()).unwrap();
