@@ -90,8 +90,8 @@ pub fn actions() -> Vec<(&'static str, &'static str)> {
 #[derive(Debug)]
 pub(crate) struct CedarLayer {
     // INVARIANT (slices-complete): every policy whose scope can match an action sits in that
-    // action's `any_resource` set, or (resource `==` constraint) in `by_resource` of that uid;
-    // every `by_resource` set also holds all of `any_resource`.
+    // action's `any_resource` set, or (resource `==` constraint) in `by_resource` of that uid.
+    // The two sets are disjoint, so memory stays linear in the number of policies.
     slices: HashMap<&'static str, ActionSlice>,
     n_policies: usize,
     types: EntityTypes,
@@ -259,9 +259,7 @@ impl CedarLayer {
             };
             let mut sliced = HashMap::new();
             for (resource, specific) in by_resource {
-                // INVARIANT (slices-complete): each resource set holds the any-resource policies.
-                let combined = any_resource.iter().cloned().chain(specific).collect();
-                sliced.insert(resource, to_set(combined)?);
+                sliced.insert(resource, to_set(specific)?);
             }
             slices.insert(
                 action,
@@ -307,11 +305,15 @@ impl CedarLayer {
         };
         let resource_uid =
             EntityUid::from_type_name_and_id(resource_type.clone(), EntityId::new(resource_id));
-        let policies = slice
-            .by_resource
-            .get(&resource_uid)
-            .unwrap_or(&slice.any_resource);
-        if policies.is_empty() {
+        let sets: Vec<&PolicySet> = [
+            Some(&slice.any_resource),
+            slice.by_resource.get(&resource_uid),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|set| !set.is_empty())
+        .collect();
+        if sets.is_empty() {
             return CedarOutcome::NoPolicies;
         }
         let Some((cedar_request, entities)) =
@@ -319,9 +321,24 @@ impl CedarLayer {
         else {
             return CedarOutcome::Error(None);
         };
-        let response = self
-            .authorizer
-            .is_authorized(&cedar_request, policies, &entities);
+        // INVARIANT (slices-complete): the any-resource and the resource's own policies together
+        // are every policy that can apply; their answers merge as one set's would (error, then
+        // forbid, then permit), except that an error is never skipped.
+        let mut merged = CedarOutcome::NoDecision;
+        for set in sets {
+            let outcome = self.authorize(&cedar_request, set, &entities);
+            merged = merged.merge(outcome);
+        }
+        merged
+    }
+
+    fn authorize(
+        &self,
+        request: &CedarRequest,
+        policies: &PolicySet,
+        entities: &Entities,
+    ) -> CedarOutcome {
+        let response = self.authorizer.is_authorized(request, policies, entities);
         let diagnostics = response.diagnostics();
         // INVARIANT (errors-deny): Cedar skips a policy that errors; Portcullis denies instead.
         let first_error = diagnostics
@@ -477,6 +494,23 @@ impl CedarLayer {
         .ok()?;
         let entities = Entities::from_entities(entities, None).ok()?;
         Some((cedar_request, entities))
+    }
+}
+
+impl CedarOutcome {
+    /// Combines the answers of two disjoint policy sets: an error wins, then a forbid, then a
+    /// permit; among equals the smaller policy id names the rule.
+    fn merge(self, other: CedarOutcome) -> CedarOutcome {
+        use CedarOutcome::{Error, Forbid, NoDecision, NoPolicies, Permit};
+        match (self, other) {
+            (Error(a), Error(b)) => Error(a.into_iter().chain(b).min()),
+            (Error(a), _) | (_, Error(a)) => Error(a),
+            (Forbid(a), Forbid(b)) => Forbid(a.min(b)),
+            (Forbid(a), _) | (_, Forbid(a)) => Forbid(a),
+            (Permit(a), Permit(b)) => Permit(a.min(b)),
+            (Permit(a), _) | (_, Permit(a)) => Permit(a),
+            (NoDecision | NoPolicies, NoDecision | NoPolicies) => NoDecision,
+        }
     }
 }
 

@@ -241,3 +241,57 @@ fn documented_examples_validate() {
         layer(example).unwrap();
     }
 }
+
+#[test]
+fn resource_and_any_resource_sets_merge() {
+    let specific_permit = r#"
+        @id("b") permit (principal, action, resource == Portcullis::Tool::"a.b");
+        @id("a") forbid (principal, action, resource) when { context.risk == "high" };
+    "#;
+    check(
+        specific_permit,
+        "tools:call:a.b",
+        serde_json::json!({}),
+        CedarOutcome::Forbid("a".into()),
+    );
+    let specific_forbid = r#"
+        @id("b") forbid (principal, action, resource == Portcullis::Tool::"a.b");
+        @id("a") permit (principal, action, resource);
+    "#;
+    check(
+        specific_forbid,
+        "tools:call:a.b",
+        serde_json::json!({}),
+        CedarOutcome::Forbid("b".into()),
+    );
+    check(
+        specific_forbid,
+        "tools:call:a.c",
+        serde_json::json!({}),
+        CedarOutcome::Permit("a".into()),
+    );
+    let specific_error = r#"
+        @id("b") permit (principal, action, resource == Portcullis::Tool::"a.b") when { context.time * 1000000000000 > 0 };
+        @id("a") permit (principal, action, resource);
+    "#;
+    check(
+        specific_error,
+        "tools:call:a.b",
+        serde_json::json!({}),
+        CedarOutcome::Error(Some("b".into())),
+    );
+    let only_specific =
+        r#"@id("b") permit (principal, action, resource == Portcullis::Tool::"a.b");"#;
+    check(
+        only_specific,
+        "tools:call:a.b",
+        serde_json::json!({}),
+        CedarOutcome::Permit("b".into()),
+    );
+    check(
+        only_specific,
+        "tools:call:a.c",
+        serde_json::json!({}),
+        CedarOutcome::NoPolicies,
+    );
+}
