@@ -5,14 +5,14 @@ mod numeric;
 mod secret;
 mod text;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::Regex;
 
 use crate::config::PatternError;
 use crate::entity::EntityType;
 
 pub(crate) use numeric::{PhoneCountry, luhn_sum, phone_country};
-pub use secret::{CONTEXT_FORMATS, PROVIDER_FORMATS};
+pub use secret::{CONTEXT_FORMATS, PROVIDER_FORMATS, UNPREFIXED_FORMATS};
 
 /// One finding: `text[start..end]` (byte offsets, exclusive end) holds a value of `entity`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,7 +93,8 @@ impl Detectors {
                 push(start, end, EntityType::Secret);
             }
         }
-        if on(EntityType::Email) {
+        // An email needs an `@`: skip the pass when there is none.
+        if on(EntityType::Email) && bytes.contains(&b'@') {
             for m in self.email.find_iter(text) {
                 if let Some((start, end)) = network::email_bounds(bytes, m.start(), m.end()) {
                     push(start, end, EntityType::Email);
@@ -144,8 +145,25 @@ impl Detectors {
 }
 
 fn compile(name: &'static str, pattern: &str) -> Result<Regex, PatternError> {
-    Regex::new(pattern).map_err(|_| PatternError { name })
+    regex::RegexBuilder::new(&ascii_classes(pattern))
+        .dfa_size_limit(LAZY_DFA_CACHE_BYTES)
+        .build()
+        .map_err(|_| PatternError { name })
 }
+
+/// Up to this many findings, repeats are found by plain substring search (cheaper than building
+/// an automaton); above it, by one Aho-Corasick pass.
+pub(crate) const SMALL_VALUE_SET: usize = 48;
+
+/// Rewrites `\d` and `\s` to their ASCII classes: validators do ASCII arithmetic on matched
+/// digits, and ASCII classes keep the automata small.
+// INVARIANT (ascii-digits): every digit a detector regex matches is an ASCII digit.
+pub(crate) fn ascii_classes(pattern: &str) -> String {
+    pattern.replace(r"\d", "[0-9]").replace(r"\s", r"[\t\n\r ]")
+}
+
+/// Lazy DFA cache per regex and thread; large enough that 4 KiB messages never clear it.
+pub(crate) const LAZY_DFA_CACHE_BYTES: usize = 16 << 20;
 
 /// Picks non-overlapping spans: longer first, then by type order, then leftmost.
 // INVARIANT (resolved-spans): the result is sorted by start and no two spans overlap.
@@ -179,26 +197,52 @@ fn cover_repeats(text: &str, spans: Vec<Span>) -> Vec<Span> {
     if spans.is_empty() {
         return spans;
     }
-    let values: Vec<&str> = spans
-        .iter()
-        .filter_map(|span| text.get(span.start..span.end))
-        .collect();
-    let Ok(matcher) = AhoCorasick::builder()
-        .match_kind(MatchKind::LeftmostLongest)
-        .build(&values)
-    else {
-        return spans;
-    };
     let mut all = spans.clone();
-    for found in matcher.find_iter(text) {
-        let entity = spans
-            .get(found.pattern().as_usize())
-            .map_or(EntityType::Secret, |span| span.entity);
-        all.push(Span {
-            start: found.start(),
-            end: found.end(),
-            entity,
-        });
+    if spans.len() <= SMALL_VALUE_SET {
+        let mut seen: Vec<&str> = Vec::with_capacity(spans.len());
+        for span in &spans {
+            let Some(value) = text.get(span.start..span.end) else {
+                continue;
+            };
+            if seen.contains(&value) {
+                continue;
+            }
+            seen.push(value);
+            for (start, found) in text.match_indices(value) {
+                all.push(Span {
+                    start,
+                    end: start + found.len(),
+                    entity: span.entity,
+                });
+            }
+        }
+    } else {
+        // INVARIANT (linear-repeats): many values go through one automaton, so the cost stays
+        // linear in the text whatever the number of findings.
+        let values: Vec<&str> = spans
+            .iter()
+            .filter_map(|span| text.get(span.start..span.end))
+            .collect();
+        let Ok(matcher) = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::NoncontiguousNFA))
+            .build(&values)
+        else {
+            return spans;
+        };
+        for found in matcher.find_iter(text) {
+            let entity = spans
+                .get(found.pattern().as_usize())
+                .map_or(EntityType::Secret, |span| span.entity);
+            all.push(Span {
+                start: found.start(),
+                end: found.end(),
+                entity,
+            });
+        }
+    }
+    if all.len() == spans.len() {
+        return spans;
     }
     all.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
     let mut merged: Vec<Span> = Vec::with_capacity(all.len());

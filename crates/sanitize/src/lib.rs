@@ -33,7 +33,7 @@ pub use config::{
     ConfigError, DEFAULT_MAX_FINDINGS, DEFAULT_MAX_INPUT_BYTES, MAX_INPUT_BYTES_CEILING,
     MIN_KEY_BYTES, PatternError, PiiConfig, Strategy, StrategyTable,
 };
-pub use detect::{CONTEXT_FORMATS, PROVIDER_FORMATS, Span};
+pub use detect::{CONTEXT_FORMATS, PROVIDER_FORMATS, Span, UNPREFIXED_FORMATS};
 pub use entity::{Counts, EntityType};
 pub use restore::{Restorer, restore};
 pub use vault::{DEFAULT_VAULT_LIMIT, Scope, Vault};

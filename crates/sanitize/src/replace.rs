@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 
 use crate::config::Strategy;
-use crate::detect::Span;
+use crate::detect::{SMALL_VALUE_SET, Span};
 use crate::entity::{Counts, EntityType};
 use crate::vault::{Scope, Vault};
 use crate::{SanitizeError, Sanitized, Sanitizer, synthetic};
@@ -165,10 +165,13 @@ fn leaks(text: &str, spans: &[Span], out: &str, strategies: &crate::StrategyTabl
         .filter(|span| strategies.get(span.entity) != Strategy::Allow)
         .filter_map(|span| text.get(span.start..span.end))
         .collect();
-    if masked.is_empty() {
-        return false;
+    if masked.len() <= SMALL_VALUE_SET {
+        return masked.iter().any(|value| out.contains(value));
     }
-    match AhoCorasick::new(&masked) {
+    let matcher = AhoCorasick::builder()
+        .kind(Some(AhoCorasickKind::NoncontiguousNFA))
+        .build(&masked);
+    match matcher {
         Ok(matcher) => matcher.is_match(out),
         // Cannot prove the output clean: treat it as a leak.
         Err(_) => true,

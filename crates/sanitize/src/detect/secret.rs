@@ -53,10 +53,20 @@ pub const PROVIDER_FORMATS: &[(&str, &str)] = &[
     ("digitalocean", r"do[por]_v1_[a-f0-9]{64}"),
     ("square", r"sq0(?:atp|csp)-[0-9A-Za-z_-]{22,43}"),
     ("mailgun", r"key-[0-9a-f]{32}"),
-    ("mailchimp", r"[0-9a-f]{32}-us\d{1,2}"),
     ("linear", r"lin_api_[A-Za-z0-9]{40}"),
     ("groq", r"gsk_[A-Za-z0-9]{52}"),
     ("xai", r"xai-[A-Za-z0-9]{80}"),
+];
+
+/// Provider formats without a literal prefix, each compiled on its own so that the prefixed
+/// formats above keep their literal prefilter (and the lazy DFA stays small).
+pub const UNPREFIXED_FORMATS: &[(&str, &str)] = &[
+    (
+        "discord_bot",
+        r"[MN][A-Za-z0-9]{23,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}",
+    ),
+    ("telegram_bot", r"\d{8,10}:AA[A-Za-z0-9_-]{33}"),
+    ("mailchimp", r"[0-9a-f]{32}-us\d{1,2}"),
 ];
 
 /// Formats that need their context; capture group 1 is the secret.
@@ -78,7 +88,13 @@ pub const CONTEXT_FORMATS: &[(&str, &str)] = &[
 
 /// A value assigned to a name like key, token, secret or password; group 1 is the name, group 2
 /// the value.
-const ASSIGNMENT: &str = r#"(?i)([a-z0-9_.-]{0,40}(?:key|token|secret|password|passwd|pwd|pass|credentials?|auth))["']?\s{0,3}(?::|=|:=|=>)\s{0,3}["']?([^\s"'`,;<>()\[\]{}]{6,256})"#;
+// The name and value repetitions are unbounded on purpose: bounded ones before a keyword make the
+// lazy DFA's states explode. Their lengths are checked in `assigned_secret`.
+const ASSIGNMENT: &str = r#"((?i-u:[a-z0-9_.-]*(?:key|token|secret|password|passwd|pwd|pass|credentials?|auth)))["']?\s{0,3}(?::|=|:=|=>)\s{0,3}["']?([^\s"'`,;<>()\[\]{}]{6,})"#;
+
+/// Longest name and value taken by the assignment detector.
+const MAX_NAME_BYTES: usize = 64;
+const MAX_VALUE_BYTES: usize = 512;
 
 const PEM_BEGIN: &str = "-----BEGIN ";
 const PEM_END: &str = "-----END ";
@@ -141,6 +157,7 @@ const PLACEHOLDERS: &[&str] = &[
 #[derive(Debug)]
 pub(crate) struct SecretDetector {
     providers: Regex,
+    unprefixed: Vec<Regex>,
     context: Vec<Regex>,
     assignment: Regex,
     pem_header: Regex,
@@ -154,12 +171,17 @@ impl SecretDetector {
             .collect::<Vec<_>>()
             .join("|");
         let providers = compile("secret_providers", &joined)?;
+        let unprefixed = UNPREFIXED_FORMATS
+            .iter()
+            .map(|(name, pattern)| compile(name, pattern))
+            .collect::<Result<Vec<_>, _>>()?;
         let context = CONTEXT_FORMATS
             .iter()
             .map(|(name, pattern)| compile(name, pattern))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(SecretDetector {
             providers,
+            unprefixed,
             context,
             assignment: compile("secret_assignment", ASSIGNMENT)?,
             pem_header: compile(
@@ -172,12 +194,19 @@ impl SecretDetector {
     /// Pushes `(start, end)` of every secret in `text`.
     pub(crate) fn find(&self, text: &str, out: &mut Vec<(usize, usize)>) {
         let bytes = text.as_bytes();
-        for found in self.providers.find_iter(text) {
-            if token_isolated(bytes, found.start(), found.end()) {
-                out.push((found.start(), found.end()));
+        let prefixed = std::iter::once(&self.providers).chain(&self.unprefixed);
+        for regex in prefixed {
+            for found in regex.find_iter(text) {
+                if token_isolated(bytes, found.start(), found.end()) {
+                    out.push((found.start(), found.end()));
+                }
             }
         }
-        for regex in &self.context {
+        for (regex, (name, _)) in self.context.iter().zip(CONTEXT_FORMATS) {
+            // Skip a pass when its required literal is absent (a cheap substring search).
+            if !context_literal_present(name, text) {
+                continue;
+            }
             for caps in regex.captures_iter(text) {
                 if let Some(value) = caps.get(1) {
                     out.push((value.start(), value.end()));
@@ -222,9 +251,19 @@ impl SecretDetector {
     }
 }
 
+/// False when `text` cannot hold a match of the context format `name`.
+fn context_literal_present(name: &str, text: &str) -> bool {
+    match name {
+        "azure_storage_key" => text.contains("AccountKey="),
+        "url_credentials" => text.contains("://"),
+        _ => true,
+    }
+}
+
 fn compile(name: &'static str, pattern: &str) -> Result<Regex, PatternError> {
-    regex::RegexBuilder::new(pattern)
+    regex::RegexBuilder::new(&crate::detect::ascii_classes(pattern))
         .size_limit(32 << 20)
+        .dfa_size_limit(crate::detect::LAZY_DFA_CACHE_BYTES)
         .build()
         .map_err(|_| PatternError { name })
 }
@@ -238,6 +277,9 @@ fn token_isolated(text: &[u8], start: usize, end: usize) -> bool {
 
 /// Decides whether `value`, assigned to `name`, looks like a real secret.
 fn assigned_secret(name: &str, value: &str) -> bool {
+    if name.len() > MAX_NAME_BYTES || value.len() > MAX_VALUE_BYTES {
+        return false;
+    }
     let name = name.to_ascii_lowercase();
     let lower = value.to_ascii_lowercase();
     if contains_word(&name.replace(['_', '-', '.'], " "), NOT_SECRET_NAMES)

@@ -214,3 +214,12 @@ fn overlaps_resolve_to_the_longest() {
         &[("Hx7kLm2pQ9", Secret), ("Hx7kLm2pQ9", Secret)],
     );
 }
+
+#[test]
+fn many_findings_cover_repeats_through_one_automaton() {
+    let values: Vec<String> = (1..=60).map(|n| format!("10.0.0.{n}")).collect();
+    let text = format!("{} and again 10.0.0.7", values.join(" "));
+    let spans = detectors().scan(&text);
+    assert_eq!(spans.len(), 61);
+    assert!(spans.iter().all(|span| span.entity == Ip));
+}
