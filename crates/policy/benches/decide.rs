@@ -71,17 +71,104 @@ fn cedar() -> String {
         .collect()
 }
 
-fn engine(n_denies: usize, with_cedar: bool) -> PolicyEngine {
+/// `n_extra` more policies, each for one other resource: a sliced engine never evaluates them.
+fn extra_cedar(n_extra: usize) -> String {
+    (0..n_extra)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("permit (principal, action == Portcullis::Action::\"tools:call\", resource == Portcullis::Tool::\"x{i}.y\");\n")
+            } else {
+                format!("permit (principal, action == Portcullis::Action::\"net:host\", resource == Portcullis::Host::\"h{i}.example.com\");\n")
+            }
+        })
+        .collect()
+}
+
+fn engine(n_denies: usize, cedar_text: Option<String>) -> PolicyEngine {
     let mut config = PolicyConfig {
         deny: denies(n_denies),
         ..PolicyConfig::default()
     };
     let mut sources = Vec::new();
-    if with_cedar {
+    if let Some(text) = cedar_text {
         config.cedar_files.push("bench.cedar".into());
-        sources.push(("bench.cedar".to_owned(), cedar()));
+        sources.push(("bench.cedar".to_owned(), text));
     }
     PolicyEngine::build(&config, &contracts(), &sources).unwrap()
+}
+
+/// The naive Cedar baseline: the same request against the whole policy set, unsliced.
+fn unsliced_cedar(text: &str) -> impl Fn() -> bool {
+    use cedar_policy::{
+        Authorizer, Context, Entities, Entity, EntityUid, PolicySet, Request as CedarRequest,
+        RestrictedExpression,
+    };
+    use std::str::FromStr;
+    let policies = PolicySet::from_str(text).unwrap();
+    let uid = |raw: &str| EntityUid::from_str(raw).unwrap();
+    let string_set = |values: &[&str]| {
+        RestrictedExpression::new_set(
+            values
+                .iter()
+                .map(|v| RestrictedExpression::new_string((*v).to_owned())),
+        )
+    };
+    let context = [
+        (
+            "key",
+            RestrictedExpression::new_string("tools:call:t0.x".into()),
+        ),
+        ("target", RestrictedExpression::new_string("t0.x".into())),
+        ("time", RestrictedExpression::new_long(1_768_478_400)),
+        ("hour", RestrictedExpression::new_long(12)),
+        ("weekday", RestrictedExpression::new_long(4)),
+        ("risk", RestrictedExpression::new_string("low".into())),
+        ("risk_level", RestrictedExpression::new_long(0)),
+        (
+            "arguments",
+            RestrictedExpression::new_entity_uid(uid(r#"Portcullis::Arguments::"request""#)),
+        ),
+    ];
+    move || {
+        let agent = Entity::new(
+            uid(r#"Portcullis::Agent::"coder""#),
+            [
+                ("roles".to_owned(), string_set(&["dev"])),
+                ("tags".to_owned(), string_set(&[])),
+            ]
+            .into(),
+            Default::default(),
+        )
+        .unwrap();
+        let tool = Entity::new_no_attrs(
+            uid(r#"Portcullis::Tool::"t0.x""#),
+            [uid(r#"Portcullis::Upstream::"t0""#)].into(),
+        );
+        let entities = Entities::from_entities(
+            [
+                agent,
+                tool,
+                Entity::with_uid(uid(r#"Portcullis::Upstream::"t0""#)),
+                Entity::with_uid(uid(r#"Portcullis::Arguments::"request""#)),
+            ],
+            None,
+        )
+        .unwrap();
+        let context =
+            Context::from_pairs(context.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))).unwrap();
+        let request = CedarRequest::new(
+            uid(r#"Portcullis::Agent::"coder""#),
+            uid(r#"Portcullis::Action::"tools:call""#),
+            uid(r#"Portcullis::Tool::"t0.x""#),
+            context,
+            None,
+        )
+        .unwrap();
+        Authorizer::new()
+            .is_authorized(&request, &policies, &entities)
+            .decision()
+            == cedar_policy::Decision::Allow
+    }
 }
 
 fn request(key: &str) -> Request {
@@ -122,7 +209,7 @@ fn bench(c: &mut Criterion) {
     let all_contracts = contracts();
     let mut group = c.benchmark_group("deny_layers");
     for n_denies in [100usize, 10_000] {
-        let engine = engine(n_denies, false);
+        let engine = engine(n_denies, None);
         let deny_list = denies(n_denies);
         group.bench_function(format!("indexed/{n_denies}"), |b| {
             b.iter(|| engine.decide(black_box(&passing), &allow, now, &state))
@@ -135,7 +222,7 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("full_decision");
     for n_denies in [100usize, 10_000] {
-        let engine = engine(n_denies, true);
+        let engine = engine(n_denies, Some(cedar()));
         let denied = request(&format!("tools:call:up{}.tool", n_denies - 3));
         let cedar_permit = request("tools:call:t0.x");
         group.bench_function(format!("allowed/{n_denies}"), |b| {
@@ -150,6 +237,24 @@ fn bench(c: &mut Criterion) {
         report_percentiles(&format!("full_decision/allowed/{n_denies}"), || {
             black_box(engine.decide(black_box(&passing), &allow, now, &state));
         });
+    }
+    group.finish();
+
+    // Cedar alone: 50 policies, then 5,000 (the extra ones for other resources), sliced by the
+    // engine beside the whole set evaluated unsliced.
+    let mut group = c.benchmark_group("cedar");
+    let cedar_permit = request("tools:call:t0.x");
+    for n_extra in [0usize, 4_950] {
+        let text = format!("{}{}", cedar(), extra_cedar(n_extra));
+        let n_policies = N_CEDAR + n_extra;
+        let engine = engine(0, Some(text.clone()));
+        assert!(engine.decide(&cedar_permit, &[], now, &state).is_allow());
+        group.bench_function(format!("sliced/{n_policies}"), |b| {
+            b.iter(|| engine.decide(black_box(&cedar_permit), &[], now, &state))
+        });
+        let naive = unsliced_cedar(&text);
+        assert!(naive());
+        group.bench_function(format!("unsliced/{n_policies}"), |b| b.iter(&naive));
     }
     group.finish();
 }
