@@ -255,7 +255,7 @@ The request maps onto Cedar like this:
 | `resource` | the family's type (`Tool`, `Model`, `Host`, `Stream`), id `resource` or the key's tail; a `Tool` `<upstream>.<tool>` is `in Portcullis::Upstream::"<upstream>"` |
 | `context.key`, `context.target` | the full gate key and its tail |
 | `context.time`, `.hour`, `.weekday` | Unix seconds; UTC hour 0-23; weekday 1 (Monday) - 7 |
-| `context.risk`, `.risk_level` | `low|medium|high|critical` and 0-3 |
+| `context.risk`, `.risk_level` | `low`, `medium`, `high` or `critical`, and 0-3 |
 | `context.arguments` | entity whose tags are the top-level arguments (strings; other values as JSON text) |
 | `context.user`, `.room`, `.session` | present only when the identity-asserting agent stated them |
 
