@@ -1,7 +1,7 @@
 //! The capsule layer: denies and contracts adopted from capsules at run time, by capsule id.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use portcullis_core::GatePattern;
 
@@ -23,11 +23,13 @@ pub struct CapsuleRules {
 }
 
 /// The rules adopted from capsules. Shared by every engine (it lives in
-/// [`crate::PolicyState`]), so a policy reload keeps it; adoption and removal swap a freshly
-/// indexed snapshot, and decisions read a snapshot without blocking writers for long.
+/// [`crate::PolicyState`]), so a policy reload keeps it; adoption and removal index a new
+/// snapshot off to the side and swap it in, so decisions never wait for indexing.
 #[derive(Debug, Default)]
 pub struct CapsuleLayer {
     snapshot: RwLock<Arc<CapsuleSnapshot>>,
+    // INVARIANT (one-writer): held across read-modify-swap, so concurrent changes are not lost.
+    writer: Mutex<()>,
 }
 
 /// One consistent, indexed view of every adopted capsule.
@@ -50,8 +52,11 @@ impl CapsuleLayer {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let mut guard = self.write();
-        let mut sources = guard.sources.clone();
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut sources = self.snapshot().sources.clone();
         sources.insert(capsule_id.to_owned(), rules);
         if sources.len() > MAX_CAPSULES {
             return Err(vec![PolicyLoadError::TooMany {
@@ -59,19 +64,23 @@ impl CapsuleLayer {
                 limit: MAX_CAPSULES,
             }]);
         }
-        *guard = Arc::new(CapsuleSnapshot::compile(sources));
+        let next = Arc::new(CapsuleSnapshot::compile(sources));
+        *self.write() = next;
         Ok(())
     }
 
     /// Drops capsule `capsule_id`'s rules (on expiry or revocation); false when it was unknown.
     pub fn remove(&self, capsule_id: &str) -> bool {
-        let mut guard = self.write();
-        if !guard.sources.contains_key(capsule_id) {
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let mut sources = self.snapshot().sources.clone();
+        if sources.remove(capsule_id).is_none() {
             return false;
         }
-        let mut sources = guard.sources.clone();
-        sources.remove(capsule_id);
-        *guard = Arc::new(CapsuleSnapshot::compile(sources));
+        let next = Arc::new(CapsuleSnapshot::compile(sources));
+        *self.write() = next;
         true
     }
 
