@@ -3,12 +3,18 @@
 //! Invariant: no logic lives here that a library crate could own; every command maps to one call
 //! into a library and its result to an exit code.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin_client;
+mod agent;
 mod capsule;
+mod config_cmd;
+mod ledger;
 mod pii;
+mod serve;
 
 /// Portcullis: a fail-closed security gateway for AI agents.
 #[derive(Debug, Parser)]
@@ -20,6 +26,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway.
+    Serve(serve::ServeArgs),
+    /// Check the configuration, print its JSON Schema or a commented example.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Audit the hardening checklist; exits non-zero when any item fails.
+    Doctor(serve::DoctorArgs),
+    /// Verify the hash-chained ledger.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
+    /// Manage run-time agents on a running gateway.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
     /// Detect and sanitize PII and secrets in text on stdin.
     #[command(subcommand)]
     Pii(pii::PiiCommand),
@@ -31,6 +50,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::serve(args),
+        Command::Config(cmd) => config_cmd::run(cmd),
+        Command::Doctor(args) => serve::doctor(args),
+        Command::Ledger(cmd) => ledger::run(cmd),
+        Command::Agent(cmd) => agent::run(cmd),
         Command::Pii(cmd) => pii::run(cmd),
         Command::Capsule(cmd) => capsule::run(cmd),
     };
@@ -44,4 +68,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The process environment as a map (non-UTF-8 variables are skipped).
+fn environment() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
+        .collect()
+}
+
+/// Writes `text` and a newline to stdout.
+fn print_line(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    Ok(())
 }

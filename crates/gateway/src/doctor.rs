@@ -1,0 +1,368 @@
+//! `portcullis doctor`: audits the hardening checklist and reports pass/warn/fail per item.
+//!
+//! [`audit`] is a pure function of the configuration and [`HostFacts`]; [`HostFacts::gather`]
+//! does the reading, so the checks are testable without touching the machine.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::admin::RateLimit;
+use crate::config::{Config, parse_sha256_hex};
+use crate::server::ADMIN_TOKEN_FILE;
+
+/// The outcome of one check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+/// One checklist item.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub id: &'static str,
+    pub status: Status,
+    pub detail: String,
+}
+
+/// What `doctor` reads from the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostFacts {
+    pub debug_env: bool,
+    pub effective_uid: Option<u32>,
+    pub data_dir: PathBuf,
+    /// Permission bits of the data dir, if it exists.
+    pub data_dir_mode: Option<u32>,
+    /// Files in the data dir readable or writable by group or others.
+    pub loose_files: Vec<String>,
+    /// Whether `<data dir>/admin.token` exists (a generated token).
+    pub generated_admin_token: bool,
+}
+
+impl HostFacts {
+    pub fn gather(data_dir: &Path, debug_env: bool) -> Self {
+        let (data_dir_mode, loose_files) = permissions(data_dir);
+        Self {
+            debug_env,
+            effective_uid: effective_uid(),
+            data_dir: data_dir.to_path_buf(),
+            data_dir_mode,
+            loose_files,
+            generated_admin_token: data_dir.join(ADMIN_TOKEN_FILE).is_file(),
+        }
+    }
+}
+
+/// Runs every check.
+pub fn audit(config: &Config, facts: &HostFacts) -> Vec<Check> {
+    let mut res = Vec::new();
+    let mut check =
+        |id: &'static str, status: Status, detail: String| res.push(Check { id, status, detail });
+
+    if facts.debug_env {
+        check(
+            "debug_off",
+            Status::Fail,
+            "PORTCULLIS_DEBUG is set: admin routes are open to loopback callers".into(),
+        );
+    } else {
+        check(
+            "debug_off",
+            Status::Pass,
+            "PORTCULLIS_DEBUG is not set".into(),
+        );
+    }
+
+    let bind: Option<SocketAddr> = config.server.bind.parse().ok();
+    let loopback = bind.is_some_and(|addr| addr.ip().is_loopback());
+    match (&config.admin.token, &config.admin.token_sha256) {
+        (Some(token), _) if token.len() >= 32 && distinct_chars(token) >= 12 => check(
+            "admin_token",
+            Status::Pass,
+            "admin token is set and long".into(),
+        ),
+        (Some(_), _) => check(
+            "admin_token",
+            Status::Fail,
+            "admin token is short or repetitive; use 32+ random characters".into(),
+        ),
+        (None, Some(hash)) if parse_sha256_hex(hash).is_some() => check(
+            "admin_token",
+            Status::Pass,
+            "admin token is configured as a SHA-256 digest".into(),
+        ),
+        _ if facts.generated_admin_token => check(
+            "admin_token",
+            Status::Pass,
+            format!(
+                "a generated admin token is stored in {}",
+                facts.data_dir.join(ADMIN_TOKEN_FILE).display()
+            ),
+        ),
+        _ if loopback => check(
+            "admin_token",
+            Status::Warn,
+            "no admin token yet; one will be generated at first start".into(),
+        ),
+        _ => check(
+            "admin_token",
+            Status::Fail,
+            "non-loopback bind without an admin token; start-up will be refused".into(),
+        ),
+    }
+
+    match RateLimit::parse(&config.admin.rate_limit) {
+        Ok(limit) if u64::from(limit.limit.get()) <= limit.window.as_secs().saturating_mul(10) => {
+            check(
+                "admin_rate_limit",
+                Status::Pass,
+                format!("admin rate limit is {}", config.admin.rate_limit),
+            )
+        }
+        Ok(_) => check(
+            "admin_rate_limit",
+            Status::Warn,
+            format!(
+                "admin rate limit {} allows more than 10 requests per second",
+                config.admin.rate_limit
+            ),
+        ),
+        Err(message) => check("admin_rate_limit", Status::Fail, message),
+    }
+
+    let agents_without_allow: Vec<&str> = config
+        .agents
+        .iter()
+        .filter(|agent| agent.allow.is_empty())
+        .map(|agent| agent.id.as_str())
+        .collect();
+    if config.agents.is_empty() {
+        check(
+            "policy",
+            Status::Warn,
+            "no agents are declared in configuration; every action is denied by default".into(),
+        );
+    } else if agents_without_allow.is_empty() {
+        check(
+            "policy",
+            Status::Pass,
+            "every configured agent has an explicit allowlist".into(),
+        );
+    } else {
+        check(
+            "policy",
+            Status::Warn,
+            format!(
+                "agents without allow patterns (denied everything): {}",
+                agents_without_allow.join(", ")
+            ),
+        );
+    }
+
+    match (bind, loopback) {
+        (None, _) => check(
+            "bind",
+            Status::Fail,
+            format!(
+                "server.bind `{}` is not a socket address",
+                config.server.bind
+            ),
+        ),
+        (Some(addr), true) => check(
+            "bind",
+            Status::Pass,
+            format!("listening on loopback {addr}"),
+        ),
+        (Some(addr), false) if config.server.behind_tls_proxy => check(
+            "bind",
+            Status::Pass,
+            format!("non-loopback bind {addr} behind a TLS reverse proxy"),
+        ),
+        (Some(addr), false) => check(
+            "bind",
+            Status::Fail,
+            format!(
+                "non-loopback bind {addr} without `server.behind_tls_proxy`: put a TLS reverse \
+                 proxy in front (docs/OPERATIONS.md)"
+            ),
+        ),
+    }
+
+    match facts.data_dir_mode {
+        None => check(
+            "data_dir_permissions",
+            Status::Warn,
+            format!(
+                "{} does not exist yet; it will be created with mode 0700",
+                facts.data_dir.display()
+            ),
+        ),
+        Some(mode) if mode & 0o077 != 0 => check(
+            "data_dir_permissions",
+            Status::Fail,
+            format!(
+                "{} has mode {:o}; run `chmod 700` on it",
+                facts.data_dir.display(),
+                mode & 0o777
+            ),
+        ),
+        Some(_) if !facts.loose_files.is_empty() => check(
+            "data_dir_permissions",
+            Status::Fail,
+            format!(
+                "files readable by others: {}; run `chmod 600` on them",
+                facts.loose_files.join(", ")
+            ),
+        ),
+        Some(_) => check(
+            "data_dir_permissions",
+            Status::Pass,
+            format!("{} is private (0700, files 0600)", facts.data_dir.display()),
+        ),
+    }
+
+    match facts.effective_uid {
+        Some(0) => check(
+            "not_root",
+            Status::Fail,
+            "running as root; run Portcullis as an unprivileged user".into(),
+        ),
+        Some(uid) => check("not_root", Status::Pass, format!("running as uid {uid}")),
+        None => check(
+            "not_root",
+            Status::Warn,
+            "could not determine the user id".into(),
+        ),
+    }
+    res
+}
+
+fn distinct_chars(token: &str) -> usize {
+    token
+        .chars()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
+#[cfg(unix)]
+fn permissions(dir: &Path) -> (Option<u32>, Vec<String>) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return (None, Vec::new());
+    };
+    let mut loose = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if let Ok(file_meta) = entry.metadata() {
+                if file_meta.is_file() && file_meta.permissions().mode() & 0o077 != 0 {
+                    loose.push(entry.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    loose.sort();
+    (Some(meta.permissions().mode()), loose)
+}
+
+#[cfg(not(unix))]
+fn permissions(dir: &Path) -> (Option<u32>, Vec<String>) {
+    (std::fs::metadata(dir).ok().map(|_| 0o700), Vec::new())
+}
+
+#[cfg(unix)]
+fn effective_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    // The owner of /proc/self is the process's effective user.
+    std::fs::metadata("/proc/self").ok().map(|meta| meta.uid())
+}
+
+#[cfg(not(unix))]
+fn effective_uid() -> Option<u32> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts() -> HostFacts {
+        HostFacts {
+            debug_env: false,
+            effective_uid: Some(1000),
+            data_dir: PathBuf::from("/var/lib/portcullis"),
+            data_dir_mode: Some(0o40700),
+            loose_files: Vec::new(),
+            generated_admin_token: true,
+        }
+    }
+
+    #[track_caller]
+    fn check(config: &Config, facts: &HostFacts, id: &str, expected: Status) {
+        let checks = audit(config, facts);
+        let found = checks.iter().find(|c| c.id == id).unwrap();
+        assert_eq!(found.status, expected, "{found:?}");
+    }
+
+    #[test]
+    fn checklist() {
+        let config = Config::default();
+        check(&config, &facts(), "debug_off", Status::Pass);
+        check(
+            &config,
+            &HostFacts {
+                debug_env: true,
+                ..facts()
+            },
+            "debug_off",
+            Status::Fail,
+        );
+        check(
+            &config,
+            &HostFacts {
+                effective_uid: Some(0),
+                ..facts()
+            },
+            "not_root",
+            Status::Fail,
+        );
+        check(
+            &config,
+            &HostFacts {
+                data_dir_mode: Some(0o40755),
+                ..facts()
+            },
+            "data_dir_permissions",
+            Status::Fail,
+        );
+        check(
+            &config,
+            &HostFacts {
+                loose_files: vec!["portcullis.db".into()],
+                ..facts()
+            },
+            "data_dir_permissions",
+            Status::Fail,
+        );
+        let mut open = Config::default();
+        open.server.bind = "0.0.0.0:8090".into();
+        check(
+            &open,
+            &HostFacts {
+                generated_admin_token: false,
+                ..facts()
+            },
+            "admin_token",
+            Status::Fail,
+        );
+        check(&open, &facts(), "bind", Status::Fail);
+        open.server.behind_tls_proxy = true;
+        check(&open, &facts(), "bind", Status::Pass);
+        let mut weak = Config::default();
+        weak.admin.token = Some("a".repeat(40));
+        check(&weak, &facts(), "admin_token", Status::Fail);
+    }
+}

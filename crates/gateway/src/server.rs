@@ -1,0 +1,331 @@
+//! Start-up and shutdown: data dir, admin token, store, listener, the `listening` line, graceful
+//! stop.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use portcullis_core::{Clock, Decision, Event};
+use portcullis_store::{SqliteOptions, SqliteStore, Store};
+use tokio::net::TcpListener;
+
+use crate::admin::{AdminGuard, RateLimit};
+use crate::config::{Config, StoreBackend, parse_sha256_hex};
+use crate::events::Events;
+use crate::http::{AppParts, AppState, app};
+use crate::identity::Identity;
+use crate::metrics::Metrics;
+use crate::tokens;
+
+/// File in the data dir holding a generated admin token (0600).
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// File in the data dir describing the listeners.
+pub const LISTENING_FILE: &str = "listening.json";
+
+/// Everything `serve` needs from the command line and environment.
+#[derive(Debug)]
+pub struct ServeOptions {
+    pub config: Config,
+    pub data_dir: PathBuf,
+    /// `PORTCULLIS_DEBUG=1`: admin routes open to loopback callers without a token.
+    pub debug: bool,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Why the gateway did not start or stopped badly. Each is one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to bind {bind}: a non-loopback bind needs an admin token (set admin.token_sha256 \
+         or PORTCULLIS_ADMIN_TOKEN)"
+    )]
+    NonLoopbackWithoutAdminToken { bind: SocketAddr },
+    #[error("server.bind `{0}` is not a socket address")]
+    BadBind(String),
+    #[error("admin.rate_limit `{0}` is not `limit/window_secs`")]
+    BadRateLimit(String),
+    #[error("cannot listen on {bind}: {source}")]
+    Bind {
+        bind: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store in {dir}: {source}")]
+    Store {
+        dir: PathBuf,
+        source: portcullis_store::StoreError,
+    },
+    #[error("cannot use the admin token file {path}: {source}")]
+    AdminTokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("admin token file {path} is not a valid token")]
+    AdminTokenFileInvalid { path: PathBuf },
+    #[error("cannot write {path}: {source}")]
+    ListeningFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the HTTP server failed: {0}")]
+    Http(std::io::Error),
+    #[error("the ledger could not be flushed at shutdown: {0}")]
+    Flush(portcullis_store::StoreError),
+}
+
+/// The data dir: `--data-dir`, else `PORTCULLIS_DATA_DIR`, else `./portcullis-data`.
+pub fn resolve_data_dir(flag: Option<&Path>, env: &BTreeMap<String, String>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| {
+            env.get("PORTCULLIS_DATA_DIR")
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from("portcullis-data"))
+}
+
+/// Whether an admin token is configured (clear or hashed, from the file or the environment).
+pub fn configured_admin_token(config: &Config) -> Option<[u8; 32]> {
+    if let Some(token) = &config.admin.token {
+        return Some(tokens::sha256(token));
+    }
+    config
+        .admin
+        .token_sha256
+        .as_deref()
+        .and_then(parse_sha256_hex)
+}
+
+/// Runs the gateway until `shutdown` resolves, then stops accepting, lets in-flight requests
+/// finish (bounded by `server.shutdown_grace`) and flushes the ledger.
+pub async fn serve(
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let config = Arc::new(options.config);
+    let bind: SocketAddr = config
+        .server
+        .bind
+        .parse()
+        .map_err(|_| ServeError::BadBind(config.server.bind.clone()))?;
+    let configured_token = configured_admin_token(&config);
+    if !bind.ip().is_loopback() && configured_token.is_none() {
+        return Err(ServeError::NonLoopbackWithoutAdminToken { bind });
+    }
+
+    let store: Arc<dyn Store> = match config.store.backend {
+        StoreBackend::Sqlite => Arc::new(
+            SqliteStore::open(
+                &options.data_dir,
+                SqliteOptions {
+                    checkpoint_every: config.ledger.checkpoint_every,
+                    checkpoint_interval: config.ledger.checkpoint_interval.as_std(),
+                    clock: Arc::clone(&options.clock),
+                },
+            )
+            .map_err(|source| ServeError::Store {
+                dir: options.data_dir.clone(),
+                source,
+            })?,
+        ),
+    };
+    let admin_token = match configured_token {
+        Some(hash) => hash,
+        None => load_or_create_admin_token(&options.data_dir)?,
+    };
+    if options.debug {
+        tracing::warn!(
+            "PORTCULLIS_DEBUG is set: admin routes are open to loopback callers without a token; \
+             never use this in production"
+        );
+    }
+    let rate_limit = RateLimit::parse(&config.admin.rate_limit)
+        .map_err(|_| ServeError::BadRateLimit(config.admin.rate_limit.clone()))?;
+
+    let metrics = Metrics::new();
+    let events = Events::new(Arc::clone(&store), metrics.clone());
+    let state = AppState::new(AppParts {
+        identity: Identity::new(&config.agents, Arc::clone(&store)),
+        admin: AdminGuard::new(Some(admin_token), rate_limit, options.debug),
+        config: Arc::clone(&config),
+        store: Arc::clone(&store),
+        events: events.clone(),
+        metrics,
+        clock: Arc::clone(&options.clock),
+    });
+
+    let listener = TcpListener::bind(bind)
+        .await
+        .map_err(|source| ServeError::Bind { bind, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { bind, source })?;
+    announce(&options.data_dir, local)?;
+    events
+        .emit_best_effort(Event::new("gateway.started", Decision::Info, "ok").data(
+            serde_json::json!({"http": local.to_string(), "version": env!("CARGO_PKG_VERSION")}),
+        ))
+        .await;
+    tracing::info!(http = %local, "portcullis is listening");
+
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut graceful_rx = stop_rx.clone();
+    let server = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = graceful_rx.wait_for(|stop| *stop).await;
+    });
+    let grace = config.server.shutdown_grace.as_std();
+    let result = tokio::select! {
+        result = server => result.map_err(ServeError::Http),
+        () = async {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!("in-flight requests did not finish within the shutdown grace; cutting them");
+            Ok(())
+        }
+    };
+    events
+        .emit_best_effort(Event::new("gateway.stopped", Decision::Info, "ok"))
+        .await;
+    store.flush().await.map_err(ServeError::Flush)?;
+    tracing::info!("portcullis stopped");
+    result
+}
+
+/// Prints the `listening` line on stdout and writes the same object to `listening.json`.
+fn announce(data_dir: &Path, http: SocketAddr) -> Result<(), ServeError> {
+    let line = listening_line(http, None, None);
+    let path = data_dir.join(LISTENING_FILE);
+    write_replacing_private(&path, &format!("{line}\n"))
+        .map_err(|source| ServeError::ListeningFile { path, source })?;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+    Ok(())
+}
+
+/// `{"event":"listening","http":ADDR,"proxy":ADDR|null,"dns":ADDR|null}`, keys in this order.
+pub fn listening_line(
+    http: SocketAddr,
+    proxy: Option<SocketAddr>,
+    dns: Option<SocketAddr>,
+) -> String {
+    let addr = |addr: Option<SocketAddr>| match addr {
+        Some(addr) => format!("\"{addr}\""),
+        None => "null".to_owned(),
+    };
+    format!(
+        "{{\"event\":\"listening\",\"http\":\"{http}\",\"proxy\":{},\"dns\":{}}}",
+        addr(proxy),
+        addr(dns)
+    )
+}
+
+/// Reads `<data dir>/admin.token`, or generates it (0600) and prints it once on stderr.
+fn load_or_create_admin_token(data_dir: &Path) -> Result<[u8; 32], ServeError> {
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let token = text.trim();
+            if token.len() < tokens::MIN_ADMIN_TOKEN_LEN {
+                return Err(ServeError::AdminTokenFileInvalid { path });
+            }
+            Ok(tokens::sha256(token))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let token = tokens::generate("pcl_admin_");
+            write_private(&path, &format!("{token}\n")).map_err(|source| {
+                ServeError::AdminTokenFile {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(
+                stderr,
+                "portcullis: generated an admin token (shown once; stored 0600 in {}):\n  {token}",
+                path.display()
+            );
+            Ok(tokens::sha256(&token))
+        }
+        Err(source) => Err(ServeError::AdminTokenFile { path, source }),
+    }
+}
+
+/// Creates `path` with mode 0600 and writes `contents`.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+/// Writes `path` (mode 0600), replacing it atomically through a temporary file.
+fn write_replacing_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let temp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&temp);
+    write_private(&temp, contents)?;
+    std::fs::rename(&temp, path)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}
+
+/// Installs the log subscriber: JSON lines unless stderr is a terminal (or as configured), to
+/// stderr, filtered by `PORTCULLIS_LOG` or `observability.log_level`.
+pub fn init_logging(config: &crate::config::ObservabilityConfig, env: &BTreeMap<String, String>) {
+    use std::io::IsTerminal as _;
+    let filter = env
+        .get("PORTCULLIS_LOG")
+        .and_then(|raw| tracing_subscriber::EnvFilter::try_new(raw).ok())
+        .or_else(|| tracing_subscriber::EnvFilter::try_new(&config.log_level).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let json = match config.log_format {
+        crate::config::LogFormat::Json => true,
+        crate::config::LogFormat::Human => false,
+        crate::config::LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
