@@ -134,6 +134,14 @@ fn phone() {
     check("01 23 45 67 89", &[("01 23 45 67 89", Phone)]);
     check("+14155550132", &[("+14155550132", Phone)]);
     check("phone: 4155550132", &[("4155550132", Phone)]);
+    check(
+        "ById(64742) tél. 0153 81101028.",
+        &[("0153 81101028", Phone)],
+    );
+    check(
+        "order #00646160 tél. 09 75 75 61 20",
+        &[("09 75 75 61 20", Phone)],
+    );
     none("order 4155550132");
     none("at 2024-03-15 10:22:31");
     none("version 10.4.12 build 2024.03.15");
@@ -222,4 +230,11 @@ fn many_findings_cover_repeats_through_one_automaton() {
     let spans = detectors().scan(&text);
     assert_eq!(spans.len(), 61);
     assert!(spans.iter().all(|span| span.entity == Ip));
+}
+
+#[test]
+fn at_least_25_provider_formats() {
+    use crate::detect::{CONTEXT_FORMATS, PROVIDER_FORMATS, UNPREFIXED_FORMATS};
+    assert!(PROVIDER_FORMATS.len() + UNPREFIXED_FORMATS.len() >= 25);
+    assert_eq!(CONTEXT_FORMATS.len(), 4);
 }

@@ -27,9 +27,20 @@ pub(crate) fn isolated(text: &[u8], start: usize, end: usize, allowed_after: &[u
     left_ok && right_ok
 }
 
-/// The `len` bytes before `start`, lower-cased (lossy on a split character).
+/// About `len` bytes before `start` (widened to a word start), lower-cased (lossy on a split
+/// character).
 pub(crate) fn context_before(text: &[u8], start: usize, len: usize) -> String {
-    let from = start.saturating_sub(len);
+    // Widen to a word start so a cut word (`ById` seen as `Id`) does not look like a word.
+    let mut from = start.saturating_sub(len);
+    let floor = from.saturating_sub(32);
+    while from > floor
+        && from
+            .checked_sub(1)
+            .and_then(|idx| text.get(idx))
+            .is_some_and(u8::is_ascii_alphanumeric)
+    {
+        from -= 1;
+    }
     let window = text.get(from..start).unwrap_or(&[]);
     String::from_utf8_lossy(window).to_ascii_lowercase()
 }
