@@ -143,8 +143,19 @@ pub(crate) fn is_ssn(text: &[u8], start: usize, end: usize) -> bool {
         .filter(|b| b.is_ascii_digit())
         .map(|b| u32::from(b - b'0'))
         .collect();
-    if candidate.len() == 9 && !has_word_before(text, start, 24, SSN_WORDS) {
-        return false;
+    if candidate.len() == 9 {
+        // Bare digits need an SSN label right before them, and no other label in between.
+        let near = context_before(text, start, 24);
+        let label_end = SSN_WORDS
+            .iter()
+            .filter_map(|word| near.rfind(word).map(|idx| idx + word.len()))
+            .max();
+        let Some(label_end) = label_end.filter(|_| contains_word(&near, SSN_WORDS)) else {
+            return false;
+        };
+        if contains_word(near.get(label_end..).unwrap_or(""), NOT_PHONE_WORDS) {
+            return false;
+        }
     }
     let number = |range: std::ops::Range<usize>| -> u32 {
         digits
