@@ -1,7 +1,12 @@
 //! `docs/ERROR_CODES.md` is generated from the registry and every domain's reason table; this test
 //! fails when the file drifts. Regenerate with `PORTCULLIS_BLESS=1 cargo test -p portcullis-cli --test error_codes`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeSet;
 
@@ -40,14 +45,21 @@ fn reason_codes_are_unique_snake_case_and_distinct_from_registry_codes() {
     for (domain, reasons) in domains() {
         for reason in reasons {
             assert!(
-                reason.code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                reason
+                    .code
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
                 "{domain}: `{}` is not snake_case",
                 reason.code
             );
             // A domain may reuse a registry code as its reason (e.g. `policy_error`), but two
             // domains must not define the same finer reason.
             if !registry.contains(reason.code) {
-                assert!(seen.insert(reason.code), "{domain}: `{}` defined twice", reason.code);
+                assert!(
+                    seen.insert(reason.code),
+                    "{domain}: `{}` defined twice",
+                    reason.code
+                );
             }
         }
     }

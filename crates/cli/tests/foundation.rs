@@ -1,6 +1,11 @@
 //! End-to-end tests of the Foundation: the real `portcullis` binary on loopback port 0.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod support;
 
@@ -17,7 +22,15 @@ async fn health_admin_auth_and_refusals_are_events() {
     assert_eq!(health.status(), 200);
     assert_eq!(health.headers()["x-content-type-options"], "nosniff");
     assert!(health.headers().contains_key("x-request-id"));
-    assert_eq!(client.get(gateway.url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(gateway.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     let echoed = client
         .get(gateway.url("/healthz"))
@@ -27,7 +40,11 @@ async fn health_admin_auth_and_refusals_are_events() {
         .unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "trace-42");
 
-    let anonymous = client.get(gateway.url("/admin/ledger")).send().await.unwrap();
+    let anonymous = client
+        .get(gateway.url("/admin/ledger"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401);
     assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
     let body: serde_json::Value = anonymous.json().await.unwrap();
@@ -63,12 +80,19 @@ async fn health_admin_auth_and_refusals_are_events() {
     assert_eq!(attempt["decision"], "deny");
     assert_eq!(attempt["reason"], "unauthorized");
     let text = serde_json::to_string(&page).unwrap();
-    assert!(!text.contains("pcl_admin_not-the-token"), "a presented token reached the ledger");
+    assert!(
+        !text.contains("pcl_admin_not-the-token"),
+        "a presented token reached the ledger"
+    );
 
     // Paging: next_after is set when the page is full.
     let first = gateway.admin_get("/admin/ledger?after=0&limit=1").await;
     assert_eq!(first["next_after"], 1);
-    for bad in ["/admin/ledger?limit=0", "/admin/ledger?limit=5000", "/admin/ledger?after=x"] {
+    for bad in [
+        "/admin/ledger?limit=0",
+        "/admin/ledger?limit=5000",
+        "/admin/ledger?after=x",
+    ] {
         let response = client
             .get(gateway.url(bad))
             .bearer_auth(&gateway.admin_token)
@@ -106,7 +130,11 @@ async fn sixty_first_admin_request_is_rate_limited() {
         .await
         .unwrap();
     assert_eq!(limited.status(), 429);
-    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry_after));
     let body: serde_json::Value = limited.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited");
@@ -125,7 +153,10 @@ fn non_loopback_bind_without_admin_token_is_refused() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{stderr}");
-    assert!(lines[0].contains("non-loopback") && lines[0].contains("admin token"), "{stderr}");
+    assert!(
+        lines[0].contains("non-loopback") && lines[0].contains("admin token"),
+        "{stderr}"
+    );
     assert!(output.stdout.is_empty(), "nothing may listen");
 }
 
@@ -135,9 +166,15 @@ async fn cli_created_agent_authenticates_and_revoked_agent_does_not() {
     let client = reqwest::Client::new();
     let create = |id: &str, extra: &[&str]| {
         let mut command = gateway.cli();
-        command.args(["agent", "token", "create", id, "--allow", "tools:call:*"]).args(extra);
+        command
+            .args(["agent", "token", "create", id, "--allow", "tools:call:*"])
+            .args(extra);
         let output = command.output().unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout).unwrap().trim().to_owned()
     };
     let token = create("coder", &[]);
@@ -187,8 +224,16 @@ async fn cli_created_agent_authenticates_and_revoked_agent_does_not() {
     assert!(!duplicate.status.success());
     assert!(String::from_utf8_lossy(&duplicate.stderr).contains("conflict"));
 
-    let revoke = gateway.cli().args(["agent", "token", "revoke", "coder"]).output().unwrap();
-    assert!(revoke.status.success(), "{}", String::from_utf8_lossy(&revoke.stderr));
+    let revoke = gateway
+        .cli()
+        .args(["agent", "token", "revoke", "coder"])
+        .output()
+        .unwrap();
+    assert!(
+        revoke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoke.stderr)
+    );
     let revoked = client
         .get(gateway.url("/whoami"))
         .bearer_auth(&token)
@@ -202,7 +247,10 @@ async fn cli_created_agent_authenticates_and_revoked_agent_does_not() {
     assert_eq!(no_token.status(), 401);
 
     // No token ever reaches the ledger.
-    let page = gateway.admin_get("/admin/ledger?limit=1000").await.to_string();
+    let page = gateway
+        .admin_get("/admin/ledger?limit=1000")
+        .await
+        .to_string();
     assert!(!page.contains(&token) && !page.contains(&bridge));
 }
 
@@ -210,7 +258,15 @@ async fn cli_created_agent_authenticates_and_revoked_agent_does_not() {
 fn agent_cli_without_a_gateway_fails_clearly() {
     let data = tempfile::tempdir().unwrap();
     let output = portcullis()
-        .args(["agent", "token", "create", "x", "--server", "http://127.0.0.1:9", "--data-dir"])
+        .args([
+            "agent",
+            "token",
+            "create",
+            "x",
+            "--server",
+            "http://127.0.0.1:9",
+            "--data-dir",
+        ])
         .arg(data.path())
         .env("PORTCULLIS_ADMIN_TOKEN", "x".repeat(40))
         .output()
@@ -224,7 +280,11 @@ async fn metrics_pass_promtool() {
     let gateway = Gateway::start("").await;
     let client = reqwest::Client::new();
     // Generate a few labelled series first.
-    let _ = client.get(gateway.url("/admin/ledger")).send().await.unwrap();
+    let _ = client
+        .get(gateway.url("/admin/ledger"))
+        .send()
+        .await
+        .unwrap();
     let _ = client.get(gateway.url("/whoami")).send().await.unwrap();
     let response = client.get(gateway.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -241,7 +301,12 @@ async fn metrics_pass_promtool() {
         .spawn()
         .unwrap();
     use std::io::Write as _;
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success(),
@@ -262,10 +327,18 @@ async fn sigterm_stops_gracefully_and_ledger_verifies_until_tampered() {
     assert!(status.success(), "graceful stop exits 0, got {status:?}");
 
     let verify = |dir: &std::path::Path| {
-        portcullis().args(["ledger", "verify", "--data-dir"]).arg(dir).output().unwrap()
+        portcullis()
+            .args(["ledger", "verify", "--data-dir"])
+            .arg(dir)
+            .output()
+            .unwrap()
     };
     let ok = verify(&gateway.data_dir());
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let summary = String::from_utf8_lossy(&ok.stdout).to_string();
     assert!(summary.contains("ledger ok"), "{summary}");
 
@@ -274,7 +347,11 @@ async fn sigterm_stops_gracefully_and_ledger_verifies_until_tampered() {
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
         let last: Vec<u8> = conn
-            .query_row("SELECT body FROM ledger ORDER BY seq DESC LIMIT 1", [], |row| row.get(0))
+            .query_row(
+                "SELECT body FROM ledger ORDER BY seq DESC LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
             .unwrap();
         assert!(String::from_utf8_lossy(&last).contains("gateway.stopped"));
     }
@@ -294,7 +371,10 @@ async fn sigterm_stops_gracefully_and_ledger_verifies_until_tampered() {
     let bad = verify(edited.path());
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr).to_string();
-    assert!(stderr.contains("seq 3") || stderr.contains("record 3"), "{stderr}");
+    assert!(
+        stderr.contains("seq 3") || stderr.contains("record 3"),
+        "{stderr}"
+    );
 
     // Deleting the tail is detected against the last signed checkpoint.
     let truncated = tempfile::tempdir().unwrap();
@@ -302,28 +382,51 @@ async fn sigterm_stops_gracefully_and_ledger_verifies_until_tampered() {
     {
         let conn = rusqlite::Connection::open(truncated.path().join("portcullis.db")).unwrap();
         support::drop_ledger_triggers(&conn);
-        conn.execute("DELETE FROM ledger WHERE seq > 5", []).unwrap();
+        conn.execute("DELETE FROM ledger WHERE seq > 5", [])
+            .unwrap();
     }
     let cut = verify(truncated.path());
-    assert!(!cut.status.success(), "a truncated tail must fail verification");
+    assert!(
+        !cut.status.success(),
+        "a truncated tail must fail verification"
+    );
 }
 
 #[test]
 fn config_commands() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[server]\nbind = \"127.0.0.1:8090\"\nmax_body_bytes = \"big\"\n").unwrap();
-    let output = portcullis().args(["config", "check", "--config"]).arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        "[server]\nbind = \"127.0.0.1:8090\"\nmax_body_bytes = \"big\"\n",
+    )
+    .unwrap();
+    let output = portcullis()
+        .args(["config", "check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("line 3") && stderr.contains("server.max_body_bytes"), "{stderr}");
+    assert!(
+        stderr.contains("line 3") && stderr.contains("server.max_body_bytes"),
+        "{stderr}"
+    );
 
     let example = portcullis().args(["config", "example"]).output().unwrap();
     assert!(example.status.success());
     let good = dir.path().join("good.toml");
     std::fs::write(&good, &example.stdout).unwrap();
-    let output = portcullis().args(["config", "check", "--config"]).arg(&good).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = portcullis()
+        .args(["config", "check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let schema = portcullis().args(["config", "schema"]).output().unwrap();
     let schema: serde_json::Value = serde_json::from_slice(&schema.stdout).unwrap();
@@ -341,7 +444,15 @@ fn doctor_reports_every_item() {
         .unwrap();
     let checks: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
     let ids: Vec<&str> = checks.iter().map(|c| c["id"].as_str().unwrap()).collect();
-    for id in ["debug_off", "admin_token", "admin_rate_limit", "policy", "bind", "data_dir_permissions", "not_root"] {
+    for id in [
+        "debug_off",
+        "admin_token",
+        "admin_rate_limit",
+        "policy",
+        "bind",
+        "data_dir_permissions",
+        "not_root",
+    ] {
         assert!(ids.contains(&id), "missing {id}");
     }
     let debug = checks.iter().find(|c| c["id"] == "debug_off").unwrap();

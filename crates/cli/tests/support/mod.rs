@@ -137,7 +137,9 @@ pub fn promtool() -> PathBuf {
             return candidate;
         }
     }
-    panic!("promtool is not installed; run `bash scripts/install-test-deps` (Debian package `prometheus`)");
+    panic!(
+        "promtool is not installed; run `bash scripts/install-test-deps` (Debian package `prometheus`)"
+    );
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
@@ -149,6 +151,8 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// Tampering needs the append-only triggers out of the way first, as an attacker would do.
 pub fn drop_ledger_triggers(conn: &rusqlite::Connection) {
-    conn.execute_batch("DROP TRIGGER IF EXISTS ledger_no_update; DROP TRIGGER IF EXISTS ledger_no_delete;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER IF EXISTS ledger_no_update; DROP TRIGGER IF EXISTS ledger_no_delete;",
+    )
+    .unwrap();
 }
