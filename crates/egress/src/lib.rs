@@ -1,0 +1,38 @@
+//! The egress adapter: the forward proxy and the DNS guard, both deciding every target with
+//! `portcullis_netpolicy` (`decide`, `vet`, `check_dns_name`, `filter_answers`).
+//!
+//! The gateway binds the sockets and calls [`run_proxy`] and [`run_dns_guard`]; it plugs in
+//! identity ([`ProxyAuth`]), the egress ledger ([`EgressEvents`]), leases ([`LeaseSource`]),
+//! a [`Resolver`] ([`SystemResolver`], or [`FixtureResolver`] in tests) and the policy through
+//! a [`PolicyHandle`] it can swap at run time.
+//!
+//! Must never depend on: the gateway, the store, the CLI, or a rule of its own: no allow or
+//! deny logic lives here. Never reads the system clock (time comes from the injected
+//! [`portcullis_core::Clock`] and `tokio::time`).
+//!
+//! Invariants:
+//! - Every target goes through `decide`; a denied name is never looked up.
+//! - One lookup per request, and the address dialed is exactly the one `vet` picked from it.
+//! - `Proxy-Authorization` and every other `Proxy-*` or hop-by-hop header never reach a target.
+//! - The DNS guard answers only A/AAAA for names `check_dns_name` allows, with only the answers
+//!   `filter_answers` keeps; everything else is REFUSED before any query leaves the machine.
+//! - Every allowed connection gets a decision record and a close record; every denial of an
+//!   authenticated request gets a decision record. Tokens are never logged or recorded.
+
+mod deps;
+mod dns;
+mod io;
+mod proxy;
+mod reason;
+mod resolver;
+
+pub use deps::{
+    Caller, CloseRecord, Credential, DecisionRecord, DnsDeps, DnsLimits, EgressEvents, LeaseSource,
+    PolicyHandle, ProxyAuth, ProxyDeps, ProxyLimits, RecordHead, StaticLeases, Surface,
+};
+pub use dns::{MAX_UDP_QUERY, run_dns_guard};
+pub use proxy::{MAX_AUTH_LEN, MAX_RECORDED_TARGET, run_proxy};
+pub use reason::{ProxyReason, REASONS};
+pub use resolver::{
+    FixtureResolver, LookupError, MAX_ANSWERS, Resolver, SystemResolver, SystemResolverError,
+};

@@ -1,0 +1,591 @@
+//! The forward proxy: absolute-form HTTP/1.1 forwarded in origin-form, and CONNECT tunnels.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use portcullis_core::CorrelationId;
+use portcullis_netpolicy::{Grant, Phase1, Phase2, Reason, TargetRequest, decide, vet};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::deps::{
+    Caller, CloseRecord, Credential, DecisionRecord, ProxyDeps, RecordHead, Surface,
+};
+use crate::io::{Counted, Counters, TunnelSlots, idle_watch};
+use crate::reason::ProxyReason;
+
+/// Longest target kept in a record when it did not parse.
+pub const MAX_RECORDED_TARGET: usize = 256;
+/// Longest `Proxy-Authorization` value looked at.
+pub const MAX_AUTH_LEN: usize = 4096;
+/// Most header names a `Connection` header may list for removal.
+const MAX_CONNECTION_TOKENS: usize = 32;
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+#[derive(Debug)]
+struct Shared {
+    deps: ProxyDeps,
+    slots: Arc<TunnelSlots>,
+    closing: watch::Receiver<bool>,
+}
+
+/// Serves the forward proxy on `listener` until `shutdown` completes; then stops accepting,
+/// drops the open client connections and tells the open tunnels to close.
+pub async fn run_proxy(listener: TcpListener, deps: ProxyDeps, shutdown: impl Future<Output = ()>) {
+    let (close_tx, closing) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        deps,
+        slots: Arc::new(TunnelSlots::default()),
+        closing,
+    });
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    connections.spawn(serve_connection(Arc::clone(&shared), stream));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "egress proxy accept failed");
+                    // Out of descriptors, typically: give the open connections time to finish.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    let _ = close_tx.send(true);
+}
+
+async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let limits = &shared.deps.limits;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    let service = {
+        let shared = Arc::clone(&shared);
+        service_fn(move |req| {
+            let shared = Arc::clone(&shared);
+            async move { Ok::<_, Infallible>(handle(shared, req).await) }
+        })
+    };
+    if let Err(error) = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await
+    {
+        tracing::debug!(%error, "egress proxy client connection ended with an error");
+    }
+}
+
+async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let Some(caller) = authenticate(&shared, req.headers()).await else {
+        let mut response = refusal(
+            ProxyReason::AuthRequired.http_status(),
+            ProxyReason::AuthRequired.as_str(),
+            ProxyReason::AuthRequired.error_code().message(),
+        );
+        response.headers_mut().insert(
+            header::PROXY_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"portcullis\""),
+        );
+        return response;
+    };
+    let surface = if req.method() == Method::CONNECT {
+        Surface::Connect
+    } else {
+        Surface::Http
+    };
+    let raw = req.uri().to_string();
+    let mut head = RecordHead {
+        connection: uuid::Uuid::new_v4().to_string(),
+        surface,
+        agent: caller.agent.clone(),
+        project: caller.project.clone(),
+        correlation_id: req
+            .headers()
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .and_then(CorrelationId::parse)
+            .map(|id| id.as_str().to_owned()),
+        target: cut(&raw),
+    };
+    if surface == Surface::Http {
+        let refused = match req.uri().scheme_str() {
+            None => Some(ProxyReason::NotAProxyRequest),
+            Some(scheme) if scheme.eq_ignore_ascii_case("https") => Some(ProxyReason::HttpsForward),
+            Some(_) => None,
+        };
+        if let Some(reason) = refused {
+            record_denial(&shared, head, reason.as_str(), Vec::new()).await;
+            return refusal(
+                reason.http_status(),
+                reason.as_str(),
+                reason.error_code().message(),
+            );
+        }
+    }
+
+    let policy = shared.deps.policy.current();
+    let leases = shared.deps.leases.leases().await;
+    let now = shared.deps.clock.now();
+    let request = match surface {
+        Surface::Connect => TargetRequest::connect(&raw),
+        Surface::Http => TargetRequest::url(&raw),
+    };
+    let (dialed, grant, authority, resolved) =
+        match decide(&policy, request, &caller.as_policy(), &leases, now) {
+            Phase1::Deny(denial) => {
+                if let Some(target) = &denial.target {
+                    head.target = authority_of(&target.host.to_string(), target.port);
+                }
+                return deny(&shared, head, denial.reason, Vec::new()).await;
+            }
+            Phase1::DialLiteral {
+                target,
+                addr,
+                grant,
+            } => {
+                let authority = authority_of(&target.host.to_string(), target.port);
+                (addr, grant, authority, Vec::new())
+            }
+            Phase1::Resolve(plan) => {
+                let authority = authority_of(plan.name.as_str(), plan.port);
+                head.target = authority.clone();
+                // INVARIANT (one-lookup): the only lookup for this request; the dialed address
+                // is the one `vet` picked from this answer.
+                let resolved = shared
+                    .deps
+                    .resolver
+                    .lookup(plan.name.as_str())
+                    .await
+                    .unwrap_or_default();
+                match vet(&policy, &plan, &resolved) {
+                    Phase2::Dial(addr) => (addr, plan.grant, authority, resolved),
+                    Phase2::Deny(reason) => return deny(&shared, head, reason, resolved).await,
+                }
+            }
+        };
+    head.target = authority.clone();
+
+    let slot = match surface {
+        Surface::Connect => {
+            let limit = shared.deps.limits.tunnels_per_agent;
+            match shared.slots.acquire(&caller.agent, limit) {
+                Some(slot) => Some(slot),
+                None => {
+                    let reason = ProxyReason::TunnelLimit;
+                    record_denial(&shared, head, reason.as_str(), resolved).await;
+                    return refusal(
+                        reason.http_status(),
+                        reason.as_str(),
+                        reason.error_code().message(),
+                    );
+                }
+            }
+        }
+        Surface::Http => None,
+    };
+    record_allow(&shared, head.clone(), &grant, resolved, dialed).await;
+
+    let close = CloseOnDrop {
+        shared: Arc::clone(&shared),
+        record: Some(CloseRecord {
+            head,
+            dialed,
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0,
+            reason: ProxyReason::Closed.as_str(),
+        }),
+        counters: Arc::new(Counters::default()),
+        started,
+    };
+    let stream = match dial(&shared, dialed).await {
+        Ok(stream) => stream,
+        Err(reason) => return close.fail(reason),
+    };
+    match surface {
+        Surface::Connect => {
+            let upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(run_tunnel(shared, upgrade, stream, close, slot));
+            Response::new(empty())
+        }
+        Surface::Http => forward(&shared, req, stream, &authority, close).await,
+    }
+}
+
+async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Option<Caller> {
+    let mut values = headers.get_all(header::PROXY_AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() || value.len() > MAX_AUTH_LEN {
+        return None;
+    }
+    let value = value.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (agent, token) = text.split_once(':')?;
+        if agent.is_empty() || token.is_empty() {
+            return None;
+        }
+        shared
+            .deps
+            .auth
+            .authenticate(Credential::Basic { agent, token })
+            .await
+    } else if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        shared
+            .deps
+            .auth
+            .authenticate(Credential::Bearer { token: rest })
+            .await
+    } else {
+        None
+    }
+}
+
+/// Dials exactly the vetted address.
+async fn dial(shared: &Shared, addr: SocketAddr) -> Result<TcpStream, ProxyReason> {
+    match tokio::time::timeout(shared.deps.limits.connect_timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(_)) => Err(ProxyReason::ConnectFailed),
+        Err(_) => Err(ProxyReason::ConnectTimeout),
+    }
+}
+
+async fn run_tunnel(
+    shared: Arc<Shared>,
+    upgrade: hyper::upgrade::OnUpgrade,
+    stream: TcpStream,
+    mut close: CloseOnDrop,
+    _slot: Option<crate::io::TunnelSlot>,
+) {
+    let Ok(upgraded) = upgrade.await else {
+        close.set_reason(ProxyReason::UpstreamFailed);
+        return;
+    };
+    let mut client = TokioIo::new(upgraded);
+    let mut server = Counted::new(stream, Arc::clone(&close.counters));
+    let mut closing = shared.closing.clone();
+    let idle = shared.deps.limits.idle_timeout;
+    let reason = tokio::select! {
+        result = tokio::io::copy_bidirectional(&mut client, &mut server) => match result {
+            Ok(_) => ProxyReason::Closed,
+            Err(_) => ProxyReason::UpstreamFailed,
+        },
+        () = idle_watch(&close.counters, idle) => ProxyReason::IdleTimeout,
+        _ = closing.wait_for(|closing| *closing) => ProxyReason::Closed,
+    };
+    close.set_reason(reason);
+}
+
+async fn forward(
+    shared: &Shared,
+    req: Request<Incoming>,
+    stream: TcpStream,
+    authority: &str,
+    mut close: CloseOnDrop,
+) -> Response<ProxyBody> {
+    let Ok(host) = HeaderValue::from_str(authority) else {
+        return close.fail(ProxyReason::UpstreamFailed);
+    };
+    let io = TokioIo::new(Counted::new(stream, Arc::clone(&close.counters)));
+    let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(io).await else {
+        return close.fail(ProxyReason::UpstreamFailed);
+    };
+    tokio::spawn(connection);
+    let (mut parts, body) = req.into_parts();
+    let origin_form = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    parts.uri = origin_form;
+    parts.version = Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(header::HOST, host);
+    let upstream = Request::from_parts(parts, body);
+    let idle = shared.deps.limits.idle_timeout;
+    match tokio::time::timeout(idle, sender.send_request(upstream)).await {
+        Ok(Ok(response)) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            close.set_reason(ProxyReason::Closed);
+            let body = Tracked {
+                inner: body,
+                _close: close,
+            };
+            Response::from_parts(parts, body.boxed())
+        }
+        Ok(Err(_)) => close.fail(ProxyReason::UpstreamFailed),
+        Err(_) => close.fail(ProxyReason::UpstreamTimeout),
+    }
+}
+
+/// Removes hop-by-hop headers, the ones `Connection` names, and every `Proxy-*` header, so
+/// `Proxy-Authorization` never reaches a target.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .take(MAX_CONNECTION_TOKENS)
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    let proxy: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in proxy {
+        headers.remove(name);
+    }
+}
+
+async fn deny(
+    shared: &Shared,
+    head: RecordHead,
+    reason: Reason,
+    resolved: Vec<IpAddr>,
+) -> Response<ProxyBody> {
+    record_denial(shared, head, reason.as_str(), resolved).await;
+    let code = reason.error_code();
+    refusal(code.http_status(), reason.as_str(), code.message())
+}
+
+async fn record_denial(
+    shared: &Shared,
+    head: RecordHead,
+    reason: &'static str,
+    resolved: Vec<IpAddr>,
+) {
+    let record = DecisionRecord {
+        head,
+        allow: false,
+        reason,
+        rule: None,
+        lease: None,
+        resolved,
+        dialed: None,
+    };
+    shared.deps.events.decision(record).await;
+}
+
+async fn record_allow(
+    shared: &Shared,
+    head: RecordHead,
+    grant: &Grant,
+    resolved: Vec<IpAddr>,
+    dialed: SocketAddr,
+) {
+    let record = DecisionRecord {
+        head,
+        allow: true,
+        reason: grant.reason.as_str(),
+        rule: grant.rule.as_ref().map(|rule| rule.to_string()),
+        lease: grant.lease.clone(),
+        resolved,
+        dialed: Some(dialed),
+    };
+    shared.deps.events.decision(record).await;
+}
+
+/// A refusal: the status, `X-Portcullis-Error: <code>` and a one-line body.
+fn refusal(status: u16, code: &'static str, message: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(full(format!("{message} ({code})\n")));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    let headers = response.headers_mut();
+    headers.insert("x-portcullis-error", HeaderValue::from_static(code));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn full(text: String) -> ProxyBody {
+    Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn empty() -> ProxyBody {
+    full(String::new())
+}
+
+/// `host:port`, the host already canonical (IPv6 in brackets).
+fn authority_of(host: &str, port: u16) -> String {
+    format!("{host}:{port}")
+}
+
+/// The first [`MAX_RECORDED_TARGET`] bytes, cut on a character boundary.
+fn cut(raw: &str) -> String {
+    let mut end = raw.len().min(MAX_RECORDED_TARGET);
+    while !raw.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    raw.get(..end).unwrap_or_default().to_owned()
+}
+
+/// Sends the close record when dropped: at the end of a tunnel or of a forwarded response body.
+#[derive(Debug)]
+struct CloseOnDrop {
+    shared: Arc<Shared>,
+    record: Option<CloseRecord>,
+    counters: Arc<Counters>,
+    started: Instant,
+}
+
+impl CloseOnDrop {
+    fn set_reason(&mut self, reason: ProxyReason) {
+        if let Some(record) = &mut self.record {
+            record.reason = reason.as_str();
+        }
+    }
+
+    /// Ends the connection with `reason` and answers the client with it.
+    fn fail(mut self, reason: ProxyReason) -> Response<ProxyBody> {
+        self.set_reason(reason);
+        refusal(
+            reason.http_status(),
+            reason.as_str(),
+            reason.error_code().message(),
+        )
+    }
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        record.bytes_up = self.counters.up();
+        record.bytes_down = self.counters.down();
+        record.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let events = Arc::clone(&self.shared.deps.events);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { events.close(record).await });
+        }
+    }
+}
+
+/// A forwarded response body that sends the close record once it is finished or dropped.
+#[derive(Debug)]
+struct Tracked {
+    inner: Incoming,
+    _close: CloseOnDrop,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(input: &[(&str, &str)], kept: &[&str]) {
+        let mut headers = HeaderMap::new();
+        for (name, value) in input {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        strip_hop_by_hop(&mut headers);
+        let mut got: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        got.sort_unstable();
+        assert_eq!(got, kept);
+    }
+
+    #[test]
+    fn hop_by_hop_and_proxy_headers_are_removed() {
+        check(
+            &[
+                ("host", "a"),
+                ("accept", "*/*"),
+                ("proxy-authorization", "Basic x"),
+                ("proxy-connection", "keep-alive"),
+                ("connection", "x-secret, keep-alive"),
+                ("x-secret", "1"),
+                ("keep-alive", "5"),
+                ("te", "trailers"),
+                ("transfer-encoding", "chunked"),
+                ("upgrade", "websocket"),
+                ("x-request-id", "r1"),
+            ],
+            &["accept", "host", "x-request-id"],
+        );
+    }
+
+    #[test]
+    fn cut_respects_char_boundaries() {
+        assert_eq!(cut("abc"), "abc");
+        let long = "é".repeat(200);
+        let got = cut(&long);
+        assert!(got.len() <= MAX_RECORDED_TARGET);
+        assert_eq!(got.len(), 256);
+    }
+}
