@@ -145,4 +145,16 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn docs_list_every_code() {
+        let docs = include_str!("../../../docs/EGRESS.md");
+        for info in REASONS {
+            assert!(
+                docs.contains(&format!("| `{}` |", info.code)),
+                "docs/EGRESS.md lacks {}",
+                info.code
+            );
+        }
+    }
 }

@@ -473,3 +473,36 @@ async fn connect_failures_policy_swaps_and_header_limits() {
     let out = curl(&["-x", &proxy.url(), "-U", &user(), "-H", &big, &url]).await;
     assert_eq!(out.code, 431, "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_never_accepts_gets_504() {
+    // A listener that is never accepted from, with its backlog full, drops further SYNs.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let dial = TcpStream::connect(addr);
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), dial).await
+        {
+            fillers.push(stream);
+        }
+    }
+    let limits = ProxyLimits {
+        connect_timeout: std::time::Duration::from_millis(300),
+        ..ProxyLimits::default()
+    };
+    let mut proxy = Proxy::start(policy(&config(addr.port())), fixture(), vec![], limits).await;
+    let url = format!("http://svc.test:{}/", addr.port());
+    let out = curl(&["-x", &proxy.url(), "-U", &user(), &url]).await;
+    assert_eq!(out.code, 504, "{out:?}");
+    assert_eq!(
+        out.header("x-portcullis-error").as_deref(),
+        Some("egress_connect_timeout")
+    );
+    assert!(proxy.decision().await.allow);
+    assert_eq!(proxy.close().await.reason, "egress_connect_timeout");
+    drop((listener, fillers));
+}
