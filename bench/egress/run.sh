@@ -40,7 +40,7 @@ BIN="$TARGET_DIR/release/examples/egress_bench"
 # from a hosts file (no DNS), no cache, no access log.
 printf 'bench:%s\n' "$(openssl passwd -apr1 bench-token)" > "$WORK/passwd"
 printf '127.0.0.2 svc.test\n' > "$WORK/hosts"
-NCSA="$(ls /usr/lib/squid/basic_ncsa_auth /usr/lib64/squid/basic_ncsa_auth 2>/dev/null | head -1)"
+NCSA="$( (ls /usr/lib/squid/basic_ncsa_auth /usr/lib64/squid/basic_ncsa_auth 2>/dev/null || true) | head -1)"
 cat > "$WORK/squid.conf" <<CONF
 http_port 127.0.0.1:$SQUID_PORT
 pid_filename $WORK/squid.pid

@@ -68,7 +68,7 @@ async fn main() {
 }
 
 /// `origin --http ADDR --sink ADDR`: a keep-alive HTTP server answering 64 bytes, and a sink
-/// that reads to EOF and answers the byte count.
+/// that reads the announced number of bytes and answers the count.
 async fn origin(flags: &HashMap<String, String>) {
     let http = TcpListener::bind(flag(flags, "http")).await.unwrap();
     let sink = TcpListener::bind(flag(flags, "sink")).await.unwrap();
@@ -76,9 +76,13 @@ async fn origin(flags: &HashMap<String, String>) {
         loop {
             let (mut stream, _) = sink.accept().await.unwrap();
             tokio::spawn(async move {
+                // The client announces the length first: proxies differ on half-close.
+                let Ok(expected) = stream.read_u64().await else {
+                    return;
+                };
                 let mut buf = vec![0u8; 256 * 1024];
                 let mut total: u64 = 0;
-                loop {
+                while total < expected {
                     let n = stream.read(&mut buf).await.unwrap_or(0);
                     if n == 0 {
                         break;
@@ -197,6 +201,7 @@ async fn tunnel(flags: &HashMap<String, String>) {
         );
         stream
     };
+    stream.write_u64(bytes).await.unwrap();
     let chunk = vec![0x5au8; 256 * 1024];
     let mut sent = 0u64;
     while sent < bytes {
@@ -204,7 +209,6 @@ async fn tunnel(flags: &HashMap<String, String>) {
         stream.write_all(&chunk[..n]).await.unwrap();
         sent += n as u64;
     }
-    stream.shutdown().await.unwrap();
     let received = stream.read_u64().await.unwrap();
     assert_eq!(received, bytes);
     let secs = started.elapsed().as_secs_f64();

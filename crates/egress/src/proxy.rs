@@ -1,10 +1,11 @@
 //! The forward proxy: absolute-form HTTP/1.1 forwarded in origin-form, and CONNECT tunnels.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ pub const MAX_RECORDED_TARGET: usize = 256;
 pub const MAX_AUTH_LEN: usize = 4096;
 /// Most header names a `Connection` header may list for removal.
 const MAX_CONNECTION_TOKENS: usize = 32;
+/// Copy buffer per direction of a tunnel.
+const TUNNEL_BUFFER: usize = 64 * 1024;
 
 type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -43,6 +46,7 @@ type ProxyBody = BoxBody<Bytes, hyper::Error>;
 struct Shared {
     deps: ProxyDeps,
     slots: Arc<TunnelSlots>,
+    pool: Pool,
     closing: watch::Receiver<bool>,
 }
 
@@ -53,6 +57,7 @@ pub async fn run_proxy(listener: TcpListener, deps: ProxyDeps, shutdown: impl Fu
     let shared = Arc::new(Shared {
         deps,
         slots: Arc::new(TunnelSlots::default()),
+        pool: Pool::default(),
         closing,
     });
     let mut connections = JoinSet::new();
@@ -223,19 +228,27 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Pro
             reason: ProxyReason::Closed.as_str(),
         }),
         counters: Arc::new(Counters::default()),
+        base: (0, 0),
         started,
-    };
-    let stream = match dial(&shared, dialed).await {
-        Ok(stream) => stream,
-        Err(reason) => return close.fail(reason),
     };
     match surface {
         Surface::Connect => {
+            let stream = match dial(&shared, dialed).await {
+                Ok(stream) => stream,
+                Err(reason) => return close.fail(reason),
+            };
             let upgrade = hyper::upgrade::on(&mut req);
             tokio::spawn(run_tunnel(shared, upgrade, stream, close, slot));
             Response::new(empty())
         }
-        Surface::Http => forward(&shared, req, stream, &authority, close).await,
+        Surface::Http => {
+            let key = PoolKey {
+                agent: caller.agent,
+                dialed,
+                authority,
+            };
+            forward(&shared, req, key, close).await
+        }
     }
 }
 
@@ -301,7 +314,9 @@ async fn run_tunnel(
     let mut closing = shared.closing.clone();
     let idle = shared.deps.limits.idle_timeout;
     let reason = tokio::select! {
-        result = tokio::io::copy_bidirectional(&mut client, &mut server) => match result {
+        result = tokio::io::copy_bidirectional_with_sizes(
+            &mut client, &mut server, TUNNEL_BUFFER, TUNNEL_BUFFER,
+        ) => match result {
             Ok(_) => ProxyReason::Closed,
             Err(_) => ProxyReason::UpstreamFailed,
         },
@@ -312,20 +327,44 @@ async fn run_tunnel(
 }
 
 async fn forward(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     req: Request<Incoming>,
-    stream: TcpStream,
-    authority: &str,
+    key: PoolKey,
     mut close: CloseOnDrop,
 ) -> Response<ProxyBody> {
-    let Ok(host) = HeaderValue::from_str(authority) else {
+    let Ok(host) = HeaderValue::from_str(&key.authority) else {
         return close.fail(ProxyReason::UpstreamFailed);
     };
-    let io = TokioIo::new(Counted::new(stream, Arc::clone(&close.counters)));
-    let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake(io).await else {
-        return close.fail(ProxyReason::UpstreamFailed);
+    // INVARIANT (vetted-dial): a pooled connection was dialed to exactly `key.dialed`, the
+    // address this request's own decision vetted, for the same agent and authority.
+    let pooled = match shared.pool.take(&key, shared.deps.limits.idle_timeout) {
+        Some(mut upstream) => match upstream.sender.ready().await {
+            Ok(()) => Some(upstream),
+            Err(_) => None,
+        },
+        None => None,
     };
-    tokio::spawn(connection);
+    let mut upstream = match pooled {
+        Some(upstream) => upstream,
+        None => {
+            let stream = match dial(shared, key.dialed).await {
+                Ok(stream) => stream,
+                Err(reason) => return close.fail(reason),
+            };
+            let counters = Arc::new(Counters::default());
+            let io = TokioIo::new(Counted::new(stream, Arc::clone(&counters)));
+            let Ok((sender, connection)) = hyper::client::conn::http1::handshake(io).await else {
+                return close.fail(ProxyReason::UpstreamFailed);
+            };
+            tokio::spawn(connection);
+            Upstream {
+                sender,
+                counters,
+                idle_since: Instant::now(),
+            }
+        }
+    };
+    close.measure(&upstream.counters);
     let (mut parts, body) = req.into_parts();
     let origin_form = parts
         .uri
@@ -335,16 +374,17 @@ async fn forward(
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.insert(header::HOST, host);
-    let upstream = Request::from_parts(parts, body);
+    let request = Request::from_parts(parts, body);
     let idle = shared.deps.limits.idle_timeout;
-    match tokio::time::timeout(idle, sender.send_request(upstream)).await {
+    match tokio::time::timeout(idle, upstream.sender.send_request(request)).await {
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             close.set_reason(ProxyReason::Closed);
             let body = Tracked {
                 inner: body,
-                _close: close,
+                close,
+                reuse: Some((Arc::clone(shared), key, upstream)),
             };
             Response::from_parts(parts, body.boxed())
         }
@@ -478,10 +518,18 @@ struct CloseOnDrop {
     shared: Arc<Shared>,
     record: Option<CloseRecord>,
     counters: Arc<Counters>,
+    /// The counters' values when this request started using the connection.
+    base: (u64, u64),
     started: Instant,
 }
 
 impl CloseOnDrop {
+    /// Counts this request's bytes on `counters` (a pooled connection's, say) from now on.
+    fn measure(&mut self, counters: &Arc<Counters>) {
+        self.counters = Arc::clone(counters);
+        self.base = (counters.up(), counters.down());
+    }
+
     fn set_reason(&mut self, reason: ProxyReason) {
         if let Some(record) = &mut self.record {
             record.reason = reason.as_str();
@@ -501,11 +549,18 @@ impl CloseOnDrop {
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+impl CloseOnDrop {
+    /// Sends the close record (once).
+    fn flush(&mut self) {
         let Some(mut record) = self.record.take() else {
             return;
         };
-        record.bytes_up = self.counters.up();
-        record.bytes_down = self.counters.down();
+        record.bytes_up = self.counters.up().wrapping_sub(self.base.0);
+        record.bytes_down = self.counters.down().wrapping_sub(self.base.1);
         record.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let events = Arc::clone(&self.shared.deps.events);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -514,11 +569,13 @@ impl Drop for CloseOnDrop {
     }
 }
 
-/// A forwarded response body that sends the close record once it is finished or dropped.
+/// A forwarded response body that sends the close record once it is finished or dropped, and
+/// gives a fully read connection back to the pool.
 #[derive(Debug)]
 struct Tracked {
     inner: Incoming,
-    _close: CloseOnDrop,
+    close: CloseOnDrop,
+    reuse: Option<(Arc<Shared>, PoolKey, Upstream)>,
 }
 
 impl Body for Tracked {
@@ -529,7 +586,15 @@ impl Body for Tracked {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.finish(true),
+            Poll::Ready(Some(Ok(_))) | Poll::Pending => {}
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -538,6 +603,75 @@ impl Body for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Tracked {
+    /// The body ended: send the close record now, and pool the connection if it is reusable.
+    fn finish(&mut self, complete: bool) {
+        if let Some((shared, key, mut upstream)) = self.reuse.take() {
+            // Close with this request's bytes before another request can add to them.
+            self.close.flush();
+            if complete && !upstream.sender.is_closed() {
+                upstream.idle_since = Instant::now();
+                shared.pool.put(key, upstream);
+            }
+        }
+    }
+}
+
+/// Which pooled connections a request may reuse: same agent, same vetted address, same host.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PoolKey {
+    agent: String,
+    dialed: SocketAddr,
+    authority: String,
+}
+
+/// An HTTP/1.1 connection to a target, with its byte counters.
+#[derive(Debug)]
+struct Upstream {
+    sender: hyper::client::conn::http1::SendRequest<Incoming>,
+    counters: Arc<Counters>,
+    idle_since: Instant,
+}
+
+/// Idle keep-alive connections to targets, reused only under the same [`PoolKey`].
+#[derive(Debug, Default)]
+struct Pool {
+    idle: Mutex<HashMap<PoolKey, Vec<Upstream>>>,
+}
+
+/// Most idle connections kept per key, and most keys.
+const POOL_PER_KEY: usize = 64;
+const POOL_KEYS: usize = 1024;
+
+impl Pool {
+    fn take(&self, key: &PoolKey, idle_timeout: Duration) -> Option<Upstream> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.get_mut(key)?;
+        let mut found = None;
+        while let Some(upstream) = list.pop() {
+            if !upstream.sender.is_closed() && upstream.idle_since.elapsed() < idle_timeout {
+                found = Some(upstream);
+                break;
+            }
+        }
+        if list.is_empty() {
+            idle.remove(key);
+        }
+        found
+    }
+
+    fn put(&self, key: PoolKey, upstream: Upstream) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() >= POOL_KEYS && !idle.contains_key(&key) {
+            return;
+        }
+        let list = idle.entry(key).or_default();
+        if list.len() < POOL_PER_KEY {
+            list.push(upstream);
+        }
     }
 }
 

@@ -506,3 +506,34 @@ async fn a_target_that_never_accepts_gets_504() {
     assert_eq!(proxy.close().await.reason, "egress_connect_timeout");
     drop((listener, fillers));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_targets_are_reused_per_agent_and_host_with_bytes_per_request() {
+    let (addr, accepted) = keepalive_server("127.0.0.2").await;
+    let port = addr.port();
+    let mut proxy = start(port, fixture(), vec![]).await;
+    let url = format!("http://svc.test:{port}/again");
+    let out = curl(&["-x", &proxy.url(), "-U", &user(), &url, &url, &url]).await;
+    assert_eq!(out.code, 200, "{out:?}");
+    assert_eq!(
+        out.output.matches("hello from the target").count(),
+        3,
+        "{out:?}"
+    );
+    let mut closes = Vec::new();
+    for _ in 0..3 {
+        assert!(proxy.decision().await.allow);
+        closes.push(proxy.close().await);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    for close in &closes {
+        assert_eq!(close.reason, "egress_closed");
+        assert!(close.bytes_down > BODY.len() as u64, "{close:?}");
+        assert_eq!(close.bytes_up, closes[0].bytes_up, "{close:?}");
+    }
+    // Another agent never reuses agent-1's connection.
+    let bearer = format!("Proxy-Authorization: Bearer {BEARER}");
+    let out = curl(&["-x", &proxy.url(), "--proxy-header", &bearer, &url]).await;
+    assert_eq!(out.code, 200, "{out:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
