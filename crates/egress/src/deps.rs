@@ -190,6 +190,9 @@ pub struct ProxyLimits {
     pub max_header_bytes: usize,
     /// Most request headers; past it 431. Default 100.
     pub max_headers: usize,
+    /// Copy CONNECT tunnels with splice(2) on Linux (no copy through user space). Default true;
+    /// ignored elsewhere.
+    pub splice_tunnels: bool,
 }
 
 impl Default for ProxyLimits {
@@ -201,6 +204,7 @@ impl Default for ProxyLimits {
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
             max_headers: 100,
+            splice_tunnels: true,
         }
     }
 }

@@ -26,6 +26,21 @@ impl Counters {
         self.down.load(Ordering::Relaxed)
     }
 
+    #[cfg(target_os = "linux")]
+    pub(crate) fn add_up(&self, n: usize) {
+        add(&self.up, n);
+    }
+
+    #[cfg(target_os = "linux")]
+    pub(crate) fn up_counter(&self) -> &AtomicU64 {
+        &self.up
+    }
+
+    #[cfg(target_os = "linux")]
+    pub(crate) fn down_counter(&self) -> &AtomicU64 {
+        &self.down
+    }
+
     fn total(&self) -> u64 {
         self.up().wrapping_add(self.down())
     }

@@ -25,6 +25,8 @@ mod io;
 mod proxy;
 mod reason;
 mod resolver;
+#[cfg(target_os = "linux")]
+mod splice;
 
 pub use deps::{
     Caller, CloseRecord, Credential, DecisionRecord, DnsDeps, DnsLimits, EgressEvents, LeaseSource,

@@ -309,21 +309,54 @@ async fn run_tunnel(
         close.set_reason(ProxyReason::UpstreamFailed);
         return;
     };
-    let mut client = TokioIo::new(upgraded);
-    let mut server = Counted::new(stream, Arc::clone(&close.counters));
     let mut closing = shared.closing.clone();
     let idle = shared.deps.limits.idle_timeout;
+    let counters = Arc::clone(&close.counters);
+    let splice = shared.deps.limits.splice_tunnels;
     let reason = tokio::select! {
-        result = tokio::io::copy_bidirectional_with_sizes(
-            &mut client, &mut server, TUNNEL_BUFFER, TUNNEL_BUFFER,
-        ) => match result {
-            Ok(_) => ProxyReason::Closed,
+        result = copy_tunnel(upgraded, stream, &counters, splice) => match result {
+            Ok(()) => ProxyReason::Closed,
             Err(_) => ProxyReason::UpstreamFailed,
         },
         () = idle_watch(&close.counters, idle) => ProxyReason::IdleTimeout,
         _ = closing.wait_for(|closing| *closing) => ProxyReason::Closed,
     };
     close.set_reason(reason);
+}
+
+/// Copies a tunnel both ways: with splice(2) on Linux when the client is a plain TCP stream,
+/// else through user-space buffers.
+async fn copy_tunnel(
+    upgraded: hyper::upgrade::Upgraded,
+    stream: TcpStream,
+    counters: &Arc<Counters>,
+    splice: bool,
+) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    let upgraded = if splice {
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let client = parts.io.into_inner();
+                return crate::splice::splice_bidirectional(
+                    &client,
+                    &stream,
+                    &parts.read_buf,
+                    counters,
+                )
+                .await;
+            }
+            Err(upgraded) => upgraded,
+        }
+    } else {
+        upgraded
+    };
+    #[cfg(not(target_os = "linux"))]
+    let _ = splice;
+    let mut client = TokioIo::new(upgraded);
+    let mut server = Counted::new(stream, Arc::clone(counters));
+    tokio::io::copy_bidirectional_with_sizes(&mut client, &mut server, TUNNEL_BUFFER, TUNNEL_BUFFER)
+        .await
+        .map(|_| ())
 }
 
 async fn forward(

@@ -411,8 +411,10 @@ async fn raw_connect(proxy: SocketAddr, authority: &str) -> (TcpStream, String) 
 async fn tunnels_per_agent_are_limited_and_echo_works() {
     let echo = echo_server("127.0.0.2").await;
     let port = echo.port();
+    // The user-space copy path; the other tunnel tests use splice(2).
     let limits = ProxyLimits {
         tunnels_per_agent: 1,
+        splice_tunnels: false,
         ..ProxyLimits::default()
     };
     let mut proxy = Proxy::start(policy(&config(port)), fixture(), vec![], limits).await;
