@@ -27,6 +27,7 @@ mod reason;
 mod resolver;
 #[cfg(target_os = "linux")]
 mod splice;
+mod upstream;
 
 pub use deps::{
     Caller, CloseRecord, Credential, DecisionRecord, DnsDeps, DnsLimits, EgressEvents, LeaseSource,

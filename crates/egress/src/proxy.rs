@@ -1,19 +1,16 @@
 //! The forward proxy: absolute-form HTTP/1.1 forwarded in origin-form, and CONNECT tunnels.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
@@ -30,6 +27,7 @@ use crate::deps::{
 };
 use crate::io::{Counted, Counters, TunnelSlots, idle_watch};
 use crate::reason::ProxyReason;
+use crate::upstream::{CloseOnDrop, Pool, PoolKey, Tracked, Upstream};
 
 /// Longest target kept in a record when it did not parse.
 pub const MAX_RECORDED_TARGET: usize = 256;
@@ -40,13 +38,13 @@ const MAX_CONNECTION_TOKENS: usize = 32;
 /// Copy buffer per direction of a tunnel.
 const TUNNEL_BUFFER: usize = 64 * 1024;
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub(crate) type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 #[derive(Debug)]
 struct Shared {
     deps: ProxyDeps,
     slots: Arc<TunnelSlots>,
-    pool: Pool,
+    pool: Arc<Pool>,
     closing: watch::Receiver<bool>,
 }
 
@@ -57,7 +55,7 @@ pub async fn run_proxy(listener: TcpListener, deps: ProxyDeps, shutdown: impl Fu
     let shared = Arc::new(Shared {
         deps,
         slots: Arc::new(TunnelSlots::default()),
-        pool: Pool::default(),
+        pool: Arc::new(Pool::default()),
         closing,
     });
     let mut connections = JoinSet::new();
@@ -218,7 +216,7 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Pro
     record_allow(&shared, head.clone(), &grant, resolved, dialed).await;
 
     let close = CloseOnDrop {
-        shared: Arc::clone(&shared),
+        events: Arc::clone(&shared.deps.events),
         record: Some(CloseRecord {
             head,
             dialed,
@@ -417,7 +415,7 @@ async fn forward(
             let body = Tracked {
                 inner: body,
                 close,
-                reuse: Some((Arc::clone(shared), key, upstream)),
+                reuse: Some((Arc::clone(&shared.pool), key, upstream)),
             };
             Response::from_parts(parts, body.boxed())
         }
@@ -509,7 +507,7 @@ async fn record_allow(
 }
 
 /// A refusal: the status, `X-Portcullis-Error: <code>` and a one-line body.
-fn refusal(status: u16, code: &'static str, message: &str) -> Response<ProxyBody> {
+pub(crate) fn refusal(status: u16, code: &'static str, message: &str) -> Response<ProxyBody> {
     let mut response = Response::new(full(format!("{message} ({code})\n")));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
     let headers = response.headers_mut();
@@ -543,169 +541,6 @@ fn cut(raw: &str) -> String {
         end = end.saturating_sub(1);
     }
     raw.get(..end).unwrap_or_default().to_owned()
-}
-
-/// Sends the close record when dropped: at the end of a tunnel or of a forwarded response body.
-#[derive(Debug)]
-struct CloseOnDrop {
-    shared: Arc<Shared>,
-    record: Option<CloseRecord>,
-    counters: Arc<Counters>,
-    /// The counters' values when this request started using the connection.
-    base: (u64, u64),
-    started: Instant,
-}
-
-impl CloseOnDrop {
-    /// Counts this request's bytes on `counters` (a pooled connection's, say) from now on.
-    fn measure(&mut self, counters: &Arc<Counters>) {
-        self.counters = Arc::clone(counters);
-        self.base = (counters.up(), counters.down());
-    }
-
-    fn set_reason(&mut self, reason: ProxyReason) {
-        if let Some(record) = &mut self.record {
-            record.reason = reason.as_str();
-        }
-    }
-
-    /// Ends the connection with `reason` and answers the client with it.
-    fn fail(mut self, reason: ProxyReason) -> Response<ProxyBody> {
-        self.set_reason(reason);
-        refusal(
-            reason.http_status(),
-            reason.as_str(),
-            reason.error_code().message(),
-        )
-    }
-}
-
-impl Drop for CloseOnDrop {
-    fn drop(&mut self) {
-        self.flush();
-    }
-}
-
-impl CloseOnDrop {
-    /// Sends the close record (once).
-    fn flush(&mut self) {
-        let Some(mut record) = self.record.take() else {
-            return;
-        };
-        record.bytes_up = self.counters.up().wrapping_sub(self.base.0);
-        record.bytes_down = self.counters.down().wrapping_sub(self.base.1);
-        record.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let events = Arc::clone(&self.shared.deps.events);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { events.close(record).await });
-        }
-    }
-}
-
-/// A forwarded response body that sends the close record once it is finished or dropped, and
-/// gives a fully read connection back to the pool.
-#[derive(Debug)]
-struct Tracked {
-    inner: Incoming,
-    close: CloseOnDrop,
-    reuse: Option<(Arc<Shared>, PoolKey, Upstream)>,
-}
-
-impl Body for Tracked {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.finish(true),
-            Poll::Ready(Some(Err(_))) => this.finish(false),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.finish(true),
-            Poll::Ready(Some(Ok(_))) | Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Tracked {
-    /// The body ended: send the close record now, and pool the connection if it is reusable.
-    fn finish(&mut self, complete: bool) {
-        if let Some((shared, key, mut upstream)) = self.reuse.take() {
-            // Close with this request's bytes before another request can add to them.
-            self.close.flush();
-            if complete && !upstream.sender.is_closed() {
-                upstream.idle_since = Instant::now();
-                shared.pool.put(key, upstream);
-            }
-        }
-    }
-}
-
-/// Which pooled connections a request may reuse: same agent, same vetted address, same host.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct PoolKey {
-    agent: String,
-    dialed: SocketAddr,
-    authority: String,
-}
-
-/// An HTTP/1.1 connection to a target, with its byte counters.
-#[derive(Debug)]
-struct Upstream {
-    sender: hyper::client::conn::http1::SendRequest<Incoming>,
-    counters: Arc<Counters>,
-    idle_since: Instant,
-}
-
-/// Idle keep-alive connections to targets, reused only under the same [`PoolKey`].
-#[derive(Debug, Default)]
-struct Pool {
-    idle: Mutex<HashMap<PoolKey, Vec<Upstream>>>,
-}
-
-/// Most idle connections kept per key, and most keys.
-const POOL_PER_KEY: usize = 64;
-const POOL_KEYS: usize = 1024;
-
-impl Pool {
-    fn take(&self, key: &PoolKey, idle_timeout: Duration) -> Option<Upstream> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.get_mut(key)?;
-        let mut found = None;
-        while let Some(upstream) = list.pop() {
-            if !upstream.sender.is_closed() && upstream.idle_since.elapsed() < idle_timeout {
-                found = Some(upstream);
-                break;
-            }
-        }
-        if list.is_empty() {
-            idle.remove(key);
-        }
-        found
-    }
-
-    fn put(&self, key: PoolKey, upstream: Upstream) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() >= POOL_KEYS && !idle.contains_key(&key) {
-            return;
-        }
-        let list = idle.entry(key).or_default();
-        if list.len() < POOL_PER_KEY {
-            list.push(upstream);
-        }
-    }
 }
 
 #[cfg(test)]
