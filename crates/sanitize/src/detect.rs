@@ -4,6 +4,7 @@ mod network;
 mod numeric;
 mod secret;
 mod text;
+mod window;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::Regex;
@@ -101,33 +102,41 @@ impl Detectors {
                 }
             }
         }
+        // Digit-shaped detectors run only on windows after their anchors.
+        let mut runs = Vec::new();
+        window::digit_runs(bytes, &mut runs);
+        let mut regions = window::Regions::default();
         if on(EntityType::CreditCard) {
-            for m in self.card.find_iter(text) {
-                if numeric::is_card(bytes, m.start(), m.end()) {
-                    push(m.start(), m.end(), EntityType::CreditCard);
+            regions.card(text, &runs);
+            regions.find_iter(&self.card, text, |start, end| {
+                if numeric::is_card(bytes, start, end) {
+                    push(start, end, EntityType::CreditCard);
                 }
-            }
+            });
         }
         if on(EntityType::Iban) {
-            for m in self.iban.find_iter(text) {
-                if let Some(end) = network::iban_end(bytes, m.start(), m.end()) {
-                    push(m.start(), end, EntityType::Iban);
+            regions.iban(text, &runs);
+            regions.find_iter(&self.iban, text, |start, end| {
+                if let Some(end) = network::iban_end(bytes, start, end) {
+                    push(start, end, EntityType::Iban);
                 }
-            }
+            });
         }
         if on(EntityType::UsSsn) {
-            for m in self.ssn.find_iter(text) {
-                if numeric::is_ssn(bytes, m.start(), m.end()) {
-                    push(m.start(), m.end(), EntityType::UsSsn);
+            regions.ssn(text, &runs);
+            regions.find_iter(&self.ssn, text, |start, end| {
+                if numeric::is_ssn(bytes, start, end) {
+                    push(start, end, EntityType::UsSsn);
                 }
-            }
+            });
         }
         if on(EntityType::Ip) {
-            for m in self.ipv4.find_iter(text) {
-                if numeric::is_ipv4(bytes, m.start(), m.end()) {
-                    push(m.start(), m.end(), EntityType::Ip);
+            regions.ipv4(text, &runs);
+            regions.find_iter(&self.ipv4, text, |start, end| {
+                if numeric::is_ipv4(bytes, start, end) {
+                    push(start, end, EntityType::Ip);
                 }
-            }
+            });
             for m in self.ipv6.find_iter(text) {
                 if let Some(end) = network::ipv6_end(bytes, m.start(), m.end()) {
                     push(m.start(), end, EntityType::Ip);
@@ -135,11 +144,12 @@ impl Detectors {
             }
         }
         if on(EntityType::Phone) {
-            for m in self.phone.find_iter(text) {
-                if numeric::is_phone(bytes, m.start(), m.end()) {
-                    push(m.start(), m.end(), EntityType::Phone);
+            regions.phone(text, &runs);
+            regions.find_iter(&self.phone, text, |start, end| {
+                if numeric::is_phone(bytes, start, end) {
+                    push(start, end, EntityType::Phone);
                 }
-            }
+            });
         }
     }
 }
@@ -208,10 +218,11 @@ fn cover_repeats(text: &str, spans: Vec<Span>) -> Vec<Span> {
                 continue;
             }
             seen.push(value);
-            for (start, found) in text.match_indices(value) {
+            // Same non-overlapping, leftmost occurrences as `match_indices`, with SIMD search.
+            for start in memchr::memmem::find_iter(text.as_bytes(), value.as_bytes()) {
                 all.push(Span {
                     start,
-                    end: start + found.len(),
+                    end: start + value.len(),
                     entity: span.entity,
                 });
             }

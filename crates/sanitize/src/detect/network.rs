@@ -11,6 +11,10 @@ pub(crate) const EMAIL_PATTERN: &str =
 /// IBAN candidates: country, check digits, then up to 30 alphanumerics, optionally in groups.
 pub(crate) const IBAN_PATTERN: &str = r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?";
 
+/// The longest IBAN match: country and check digits, seven groups of four and one of three,
+/// each after a space.
+pub(crate) const IBAN_MAX_BYTES: usize = 43;
+
 /// IPv6 candidates in every textual form: full, compressed, embedded IPv4, zone id.
 pub(crate) const IPV6_PATTERN: &str =
     r"(?i)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:(?:\.\d{1,3}){3})?(?:%[0-9a-z_.-]{1,16})?";

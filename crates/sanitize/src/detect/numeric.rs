@@ -5,11 +5,23 @@ use crate::detect::text::{contains_word, context_before, has_word_before, isolat
 /// Credit card candidates: Visa, Mastercard (51-55 and 2221-2720), Amex, Discover.
 pub(crate) const CARD_PATTERN: &str = r"(?:4\d{3}|5[1-5]\d{2}|2[2-7]\d{2}|6\d{3})(?:[ -]?\d{4}){3}(?:[ -]?\d{3})?|3[47]\d{2}[ -]?\d{6}[ -]?\d{5}";
 
+/// The longest card match: 19 digits and 4 separators.
+pub(crate) const CARD_MAX_BYTES: usize = 23;
+
 /// SSN candidates: `AAA-GG-SSSS` or `AAA GG SSSS`; bare nine digits are taken only in context.
 pub(crate) const SSN_PATTERN: &str = r"\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4}|\d{9}";
 
+/// The longest SSN match: `AAA-GG-SSSS`.
+pub(crate) const SSN_MAX_BYTES: usize = 11;
+
 /// IPv4 dotted quads.
 pub(crate) const IPV4_PATTERN: &str = r"(?:\d{1,3}\.){3}\d{1,3}";
+
+/// The longest IPv4 match: four octets of three digits and three dots.
+pub(crate) const IPV4_MAX_BYTES: usize = 15;
+
+/// At least the longest phone match (the DE and generic E.164 alternatives, 28 bytes).
+pub(crate) const PHONE_MAX_BYTES: usize = 32;
 
 /// Phone candidates in E.164 and the national formats of the US, UK, DE and FR, most specific
 /// first (the regex prefers the first alternative that matches at the leftmost position).

@@ -243,3 +243,61 @@ fn at_least_25_provider_formats() {
     assert!(PROVIDER_FORMATS.len() + UNPREFIXED_FORMATS.len() >= 25);
     assert_eq!(CONTEXT_FORMATS.len(), 4);
 }
+
+/// The windowed regex passes find exactly what whole-text passes find.
+#[track_caller]
+fn check_windows(text: &str) {
+    use crate::detect::window::{Regions, digit_runs};
+    let d = detectors();
+    let mut runs = Vec::new();
+    digit_runs(text.as_bytes(), &mut runs);
+    let mut regions = Regions::default();
+    type Build = fn(&mut Regions, &str, &[(usize, usize)]);
+    let cases: [(&regex::Regex, Build); 5] = [
+        (&d.card, Regions::card),
+        (&d.ssn, Regions::ssn),
+        (&d.ipv4, Regions::ipv4),
+        (&d.phone, Regions::phone),
+        (&d.iban, Regions::iban),
+    ];
+    for (regex, build) in cases {
+        build(&mut regions, text, &runs);
+        let mut windowed = Vec::new();
+        regions.find_iter(regex, text, |start, end| windowed.push((start, end)));
+        let whole: Vec<(usize, usize)> = regex
+            .find_iter(text)
+            .map(|m| (m.start(), m.end()))
+            .collect();
+        assert_eq!(windowed, whole, "{} in {text:?}", regex.as_str());
+    }
+}
+
+#[test]
+fn windows_match_whole_text() {
+    check_windows("");
+    check_windows("no digits at all");
+    check_windows("4111 1111 1111 1111 and 4111-1111-1111-1111-123 then 378282246310005");
+    check_windows("SSN 123-45-6789, 123 45 6789, 123456789, 1234567890123");
+    check_windows("ip 10.0.0.1:80 1.2.3.4.5.6.7 999.1.1.1 v1.4.2 é1.2.3.4é");
+    check_windows("+1 (415) 555-0132 +44 20 7946 0958 +49 (0) 30 123456-78 0612345678");
+    check_windows("IBAN DE89 3704 0044 0532 0130 00 and GB82WEST12345698765432X");
+    check_windows("ÄÖ12 3456 7890 1234 5678 9012 3456 7890 123 ünïcödé 12€34");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn windows_match_whole_text_on_random_text(
+        text in "[0-9 .\\-+()/:A-Za-zéü€\n]{0,160}",
+    ) {
+        check_windows(&text);
+    }
+
+    #[test]
+    fn windows_match_whole_text_on_digit_heavy_text(
+        text in "[0-9 .\\-+()DEGB]{0,200}",
+    ) {
+        check_windows(&text);
+    }
+}
