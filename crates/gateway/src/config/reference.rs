@@ -19,6 +19,9 @@ pub fn render_reference() -> String {
     let Some(sections) = schema.get("properties").and_then(Value::as_object) else {
         return out;
     };
+    // Sorted explicitly: serde_json's map order depends on features other crates enable.
+    let mut sections: Vec<_> = sections.iter().collect();
+    sections.sort_by(|a, b| a.0.cmp(b.0));
     for (section, section_schema) in sections {
         let description = text(section_schema.get("description"));
         let target = resolve(section_schema, &defs);
@@ -33,6 +36,8 @@ pub fn render_reference() -> String {
             continue;
         };
         out.push_str("| key | type | default | meaning |\n|---|---|---|---|\n");
+        let mut keys: Vec<_> = keys.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
         for (key, key_schema) in keys {
             let default = key_schema
                 .get("default")
