@@ -51,6 +51,42 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<StoredAgent>, StoreError>;
     /// Every stored agent, ordered by id.
     async fn list_agents(&self) -> Result<Vec<StoredAgent>, StoreError>;
+    /// Inserts or replaces the policy record `kind`/`id` (a contract's JSON, a capsule's token).
+    async fn put_policy_record(
+        &self,
+        kind: PolicyRecordKind,
+        id: &str,
+        body: &str,
+    ) -> Result<(), StoreError>;
+    /// Deletes a policy record; `false` when there was none.
+    async fn delete_policy_record(
+        &self,
+        kind: PolicyRecordKind,
+        id: &str,
+    ) -> Result<bool, StoreError>;
+    /// Every policy record of `kind` as `(id, body)`, ordered by id.
+    async fn list_policy_records(
+        &self,
+        kind: PolicyRecordKind,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+/// What a policy record holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyRecordKind {
+    /// A contract added through the admin API, as JSON.
+    Contract,
+    /// An adopted capsule, as its token (re-verified at start-up).
+    Capsule,
+}
+
+impl PolicyRecordKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PolicyRecordKind::Contract => "contract",
+            PolicyRecordKind::Capsule => "capsule",
+        }
+    }
 }
 
 /// Where an appended event landed.

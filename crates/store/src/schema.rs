@@ -6,9 +6,10 @@ use crate::error::{StoreError, sqlite_error as unavailable};
 
 /// Numbered migrations, applied in order, each once, each in its own transaction.
 /// INVARIANT (append-only-migrations): never edit a shipped entry; add a new number instead.
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE ledger (
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE ledger (
         seq INTEGER PRIMARY KEY,
         body BLOB NOT NULL,
         prev_hash BLOB NOT NULL,
@@ -33,7 +34,17 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
         may_assert_identity INTEGER NOT NULL,
         created_at TEXT NOT NULL
     ) STRICT;",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE policy_records (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (kind, id)
+    ) STRICT;",
+    ),
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest_version() -> i64 {

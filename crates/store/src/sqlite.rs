@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use crate::error::{BackendError, CorruptError, StoreError, sqlite_error};
 use crate::files::{DB_FILE, ensure_data_dir, ensure_private_file, load_or_create_node_key};
 use crate::sqlite_writer::{self, Command, DEFAULT_MAX_BATCH, Writer, WriterState, refused};
-use crate::{AppendReceipt, MAX_PAGE, Store, StoredAgent, schema};
+use crate::{AppendReceipt, MAX_PAGE, PolicyRecordKind, Store, StoredAgent, schema};
 
 /// Tuning of the SQLite store. See [`SqliteOptions::new`] for the defaults.
 #[derive(Clone, Debug)]
@@ -244,6 +244,58 @@ impl Store for SqliteStore {
                 agents.push(agent_from_row(row)?);
             }
             Ok(agents)
+        })
+        .await
+    }
+
+    async fn put_policy_record(
+        &self,
+        kind: PolicyRecordKind,
+        id: &str,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        let (id, body) = (id.to_owned(), body.to_owned());
+        self.call(|reply| Command::PutPolicyRecord {
+            kind: kind.as_str(),
+            id,
+            body,
+            reply,
+        })
+        .await
+    }
+
+    async fn delete_policy_record(
+        &self,
+        kind: PolicyRecordKind,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.call(|reply| Command::DeletePolicyRecord {
+            kind: kind.as_str(),
+            id,
+            reply,
+        })
+        .await
+    }
+
+    async fn list_policy_records(
+        &self,
+        kind: PolicyRecordKind,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT id, body FROM policy_records WHERE kind = ?1 ORDER BY id")
+                .map_err(sqlite_error("prepare policy record list"))?;
+            let mut rows = stmt
+                .query([kind.as_str()])
+                .map_err(sqlite_error("list policy records"))?;
+            let mut records = Vec::new();
+            while let Some(row) = rows.next().map_err(sqlite_error("list policy records"))? {
+                let id: String = row.get(0).map_err(sqlite_error("read policy record"))?;
+                let body: String = row.get(1).map_err(sqlite_error("read policy record"))?;
+                records.push((id, body));
+            }
+            Ok(records)
         })
         .await
     }

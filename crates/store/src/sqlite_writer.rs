@@ -34,6 +34,17 @@ pub(crate) enum Command {
         id: String,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    PutPolicyRecord {
+        kind: &'static str,
+        id: String,
+        body: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    DeletePolicyRecord {
+        kind: &'static str,
+        id: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
 }
 
 /// The write connection with the chain state. Only the writer thread holds it.
@@ -148,6 +159,26 @@ impl Writer {
                         }
                         Command::DeleteAgent { id, reply } => {
                             let n_deleted = tx.execute("DELETE FROM agents WHERE id = ?1", [id])?;
+                            pending.push(Pending::Bool(reply, Ok(n_deleted > 0)));
+                        }
+                        Command::PutPolicyRecord {
+                            kind,
+                            id,
+                            body,
+                            reply,
+                        } => {
+                            tx.execute(
+                                "INSERT INTO policy_records (kind, id, body) VALUES (?1, ?2, ?3)
+                                 ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
+                                params![kind, id, body],
+                            )?;
+                            pending.push(Pending::Unit(reply, Ok(())));
+                        }
+                        Command::DeletePolicyRecord { kind, id, reply } => {
+                            let n_deleted = tx.execute(
+                                "DELETE FROM policy_records WHERE kind = ?1 AND id = ?2",
+                                params![kind, id],
+                            )?;
                             pending.push(Pending::Bool(reply, Ok(n_deleted > 0)));
                         }
                     }

@@ -15,7 +15,8 @@ use jiff::SignedDuration;
 use portcullis_core::{Decision, Event};
 use portcullis_ledger::FailureReason;
 use portcullis_store::{
-    SqliteOptions, SqliteStore, Store, StoreError, StoredAgent, VerifyDataDirError, verify_data_dir,
+    PolicyRecordKind, SqliteOptions, SqliteStore, Store, StoreError, StoredAgent,
+    VerifyDataDirError, verify_data_dir,
 };
 use portcullis_test_support::ManualClock;
 
@@ -234,6 +235,42 @@ async fn agents_crud() {
     drop(store);
     let store = open(tmp.path(), 1000);
     assert_eq!(store.list_agents().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn policy_records_upsert_list_delete_and_persist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path(), 1000);
+    let (contract, capsule) = (PolicyRecordKind::Contract, PolicyRecordKind::Capsule);
+    store.put_policy_record(contract, "b", "{}").await.unwrap();
+    store.put_policy_record(contract, "a", "1").await.unwrap();
+    store.put_policy_record(contract, "a", "2").await.unwrap();
+    store
+        .put_policy_record(capsule, "a", "v1.x.y")
+        .await
+        .unwrap();
+    let list = |items: &[(&str, &str)]| -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(id, body)| ((*id).to_owned(), (*body).to_owned()))
+            .collect()
+    };
+    assert_eq!(
+        store.list_policy_records(contract).await.unwrap(),
+        list(&[("a", "2"), ("b", "{}")])
+    );
+    assert!(store.delete_policy_record(contract, "b").await.unwrap());
+    assert!(!store.delete_policy_record(contract, "b").await.unwrap());
+    drop(store);
+    let store = open(tmp.path(), 1000);
+    assert_eq!(
+        store.list_policy_records(contract).await.unwrap(),
+        list(&[("a", "2")])
+    );
+    assert_eq!(
+        store.list_policy_records(capsule).await.unwrap(),
+        list(&[("a", "v1.x.y")])
+    );
 }
 
 #[tokio::test]
