@@ -4,6 +4,7 @@ use regex::Regex;
 
 use crate::config::PatternError;
 use crate::detect::text::{contains_word, entropy};
+use crate::detect::window::Regions;
 
 /// Provider formats recognised by their own shape, most specific first. Names are for docs.
 pub const PROVIDER_FORMATS: &[(&str, &str)] = &[
@@ -92,6 +93,21 @@ pub const CONTEXT_FORMATS: &[(&str, &str)] = &[
 // lazy DFA's states explode. Their lengths are checked in `assigned_secret`.
 const ASSIGNMENT: &str = r#"((?i-u:[a-z0-9_.-]*(?:key|token|secret|password|passwd|pwd|pass|credentials?|auth)))["']?\s{0,3}(?::|=|:=|=>)\s{0,3}["']?([^\s"'`,;<>()\[\]{}]{6,})"#;
 
+/// The words an assignment's name ends with, as in [`ASSIGNMENT`].
+// INVARIANT (assignment-keywords): the same alternatives as the keyword group of `ASSIGNMENT`.
+pub(crate) const ASSIGNMENT_KEYWORDS: &[&str] = &[
+    "key",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "credential",
+    "credentials",
+    "auth",
+];
+
 /// Longest name and value taken by the assignment detector.
 const MAX_NAME_BYTES: usize = 64;
 const MAX_VALUE_BYTES: usize = 512;
@@ -159,7 +175,7 @@ pub(crate) struct SecretDetector {
     providers: Regex,
     unprefixed: Vec<Regex>,
     context: Vec<Regex>,
-    assignment: Regex,
+    pub(crate) assignment: Regex,
     pem_header: Regex,
 }
 
@@ -213,13 +229,18 @@ impl SecretDetector {
                 }
             }
         }
-        for caps in self.assignment.captures_iter(text) {
-            if let (Some(name), Some(value)) = (caps.get(1), caps.get(2))
-                && assigned_secret(name.as_str(), value.as_str())
-            {
-                out.push((value.start(), value.end()));
+        // The assignment regex runs only around separators after a key-like name.
+        let mut regions = Regions::default();
+        regions.assignment(text, ASSIGNMENT_KEYWORDS);
+        regions.for_each(text, |offset, region| {
+            for caps in self.assignment.captures_iter(region) {
+                if let (Some(name), Some(value)) = (caps.get(1), caps.get(2))
+                    && assigned_secret(name.as_str(), value.as_str())
+                {
+                    out.push((offset + value.start(), offset + value.end()));
+                }
             }
-        }
+        });
         self.find_pem(text, out);
     }
 

@@ -270,6 +270,24 @@ fn check_windows(text: &str) {
             .collect();
         assert_eq!(windowed, whole, "{} in {text:?}", regex.as_str());
     }
+    let assignment = &d.secret.assignment;
+    let groups = |offset: usize, caps: regex::Captures<'_>| {
+        let span = |idx: usize| {
+            caps.get(idx)
+                .map(|m| (offset + m.start(), offset + m.end()))
+        };
+        (span(1), span(2))
+    };
+    regions.assignment(text, crate::detect::secret::ASSIGNMENT_KEYWORDS);
+    let mut windowed = Vec::new();
+    regions.for_each(text, |offset, region| {
+        windowed.extend(assignment.captures_iter(region).map(|c| groups(offset, c)));
+    });
+    let whole: Vec<_> = assignment
+        .captures_iter(text)
+        .map(|c| groups(0, c))
+        .collect();
+    assert_eq!(windowed, whole, "assignment in {text:?}");
 }
 
 #[test]
@@ -281,6 +299,9 @@ fn windows_match_whole_text() {
     check_windows("ip 10.0.0.1:80 1.2.3.4.5.6.7 999.1.1.1 v1.4.2 é1.2.3.4é");
     check_windows("+1 (415) 555-0132 +44 20 7946 0958 +49 (0) 30 123456-78 0612345678");
     check_windows("IBAN DE89 3704 0044 0532 0130 00 and GB82WEST12345698765432X");
+    check_windows("api_key = 'Zx8kQ2mN7pLr4TvW9yB3' password:=\"hunter2hunter2\" x");
+    check_windows("MY_TOKEN   :  abcdef and TOKEN    = abcdefgh then AUTH=>é€abcdef");
+    check_windows("key:key:key=value1 pass='' secret:\"\" credentials: ab:cd=ef");
     check_windows("ÄÖ12 3456 7890 1234 5678 9012 3456 7890 123 ünïcödé 12€34");
 }
 
@@ -292,6 +313,16 @@ proptest::proptest! {
         text in "[0-9 .\\-+()/:A-Za-zéü€\n]{0,160}",
     ) {
         check_windows(&text);
+    }
+
+    #[test]
+    fn windows_match_whole_text_on_assignments(
+        parts in proptest::collection::vec(
+            "(key|KEY|token|Secret|pass|passwd|pwd|auth|credentials|x|_|\\.|-|9|é| |\t|\"|'|:|=|>|,|ab|Zx8kQ2)",
+            0..40,
+        ),
+    ) {
+        check_windows(&parts.concat());
     }
 
     #[test]

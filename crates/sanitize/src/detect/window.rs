@@ -140,6 +140,90 @@ impl Regions {
         self.merge();
     }
 
+    /// Windows for the key/token/secret assignment detector: each `:` or `=` whose name (the
+    /// run of name bytes before it, past up to three spaces and a quote) ends with one of
+    /// `keywords` (lower case), from the start of that name to the end of the value run after.
+    // The regex is `NAME KEYWORD QUOTE? SPACE{0,3} (:|=|:=|=>) SPACE{0,3} QUOTE? VALUE{6,}`: its
+    // name is a suffix of the whole name run (nothing before a separator can be skipped any
+    // other way), and its value ends where the value run ends.
+    pub(crate) fn assignment(&mut self, text: &str, keywords: &[&str]) {
+        self.clear();
+        let bytes = text.as_bytes();
+        let is_space = |b: &u8| matches!(b, b'\t' | b'\n' | b'\r' | b' ');
+        let is_quote = |b: &u8| matches!(b, b'"' | b'\'');
+        let is_name = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
+        for at in memchr::memchr2_iter(b':', b'=', bytes) {
+            let head = bytes.get(..at).unwrap_or(&[]);
+            let spaces = head
+                .iter()
+                .rev()
+                .take(3)
+                .take_while(|b| is_space(b))
+                .count();
+            let mut name_end = at - spaces;
+            if name_end
+                .checked_sub(1)
+                .and_then(|idx| bytes.get(idx))
+                .is_some_and(is_quote)
+            {
+                name_end -= 1;
+            }
+            let name = bytes.get(..name_end).unwrap_or(&[]);
+            let name_len = name.iter().rev().take_while(|b| is_name(b)).count();
+            let name = name.get(name_end - name_len..).unwrap_or(&[]);
+            let named = keywords.iter().any(|word| {
+                name.len() >= word.len()
+                    && name
+                        .get(name.len() - word.len()..)
+                        .is_some_and(|tail| tail.eq_ignore_ascii_case(word.as_bytes()))
+            });
+            if !named {
+                continue;
+            }
+            // Past the separator, spaces and quote (at most six bytes), then the value run.
+            let tail = bytes.get(at..).unwrap_or(&[]);
+            let skipped = tail
+                .iter()
+                .take(6)
+                .take_while(|b| matches!(b, b':' | b'=' | b'>') || is_space(b) || is_quote(b))
+                .count();
+            let value = tail
+                .get(skipped..)
+                .unwrap_or(&[])
+                .iter()
+                .take_while(|b| {
+                    !is_space(b)
+                        && !matches!(
+                            b,
+                            b'"' | b'\''
+                                | b'`'
+                                | b','
+                                | b';'
+                                | b'<'
+                                | b'>'
+                                | b'('
+                                | b')'
+                                | b'['
+                                | b']'
+                                | b'{'
+                                | b'}'
+                        )
+                })
+                .count();
+            self.push(text, name_end - name_len, at + skipped + value);
+        }
+        self.merge();
+    }
+
+    /// Calls `found(offset, region)` for every region, `offset` being its start in the text.
+    pub(crate) fn for_each<'t>(&self, text: &'t str, mut found: impl FnMut(usize, &'t str)) {
+        for &(start, end) in &self.ranges {
+            if let Some(region) = text.get(start..end) {
+                found(start, region);
+            }
+        }
+    }
+
     /// Calls `found(start, end)` (offsets in `text`) for every match of `regex` in the regions.
     pub(crate) fn find_iter(&self, regex: &Regex, text: &str, mut found: impl FnMut(usize, usize)) {
         for &(start, end) in &self.ranges {
