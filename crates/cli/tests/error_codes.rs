@@ -16,7 +16,8 @@ fn domains() -> Vec<(&'static str, &'static [ReasonInfo])> {
     vec![
         ("Policy", portcullis_policy::REASONS),
         ("Capsule", portcullis_capsule::REASONS),
-        ("Egress", portcullis_netpolicy::REASONS),
+        ("Egress decision", portcullis_netpolicy::REASONS),
+        ("Egress proxy and DNS guard", portcullis_egress::REASONS),
         ("Sanitizer", portcullis_sanitize::REASONS),
         ("Store", portcullis_store::REASONS),
         ("Ledger verification", portcullis_ledger::REASONS),
