@@ -4,7 +4,7 @@ use regex::Regex;
 
 use crate::config::PatternError;
 use crate::detect::text::{contains_word, entropy};
-use crate::detect::window::Regions;
+use crate::detect::window::{ProviderAnchors, Regions};
 
 /// Provider formats recognised by their own shape, most specific first. Names are for docs.
 pub const PROVIDER_FORMATS: &[(&str, &str)] = &[
@@ -172,7 +172,8 @@ const PLACEHOLDERS: &[&str] = &[
 /// The compiled secret detectors.
 #[derive(Debug)]
 pub(crate) struct SecretDetector {
-    providers: Regex,
+    pub(crate) providers: Regex,
+    pub(crate) provider_anchors: ProviderAnchors,
     unprefixed: Vec<Regex>,
     context: Vec<Regex>,
     pub(crate) assignment: Regex,
@@ -187,6 +188,11 @@ impl SecretDetector {
             .collect::<Vec<_>>()
             .join("|");
         let providers = compile("secret_providers", &joined)?;
+        let ascii: Vec<(&str, String)> = PROVIDER_FORMATS
+            .iter()
+            .map(|(name, pattern)| (*name, crate::detect::ascii_classes(pattern)))
+            .collect();
+        let provider_anchors = ProviderAnchors::new(&ascii);
         let unprefixed = UNPREFIXED_FORMATS
             .iter()
             .map(|(name, pattern)| compile(name, pattern))
@@ -197,6 +203,7 @@ impl SecretDetector {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(SecretDetector {
             providers,
+            provider_anchors,
             unprefixed,
             context,
             assignment: compile("secret_assignment", ASSIGNMENT)?,
@@ -210,8 +217,15 @@ impl SecretDetector {
     /// Pushes `(start, end)` of every secret in `text`.
     pub(crate) fn find(&self, text: &str, out: &mut Vec<(usize, usize)>) {
         let bytes = text.as_bytes();
-        let prefixed = std::iter::once(&self.providers).chain(&self.unprefixed);
-        for regex in prefixed {
+        // The joined provider regex runs only on windows after its anchors.
+        let mut regions = Regions::default();
+        regions.providers(text, &self.provider_anchors);
+        regions.find_iter(&self.providers, text, |start, end| {
+            if token_isolated(bytes, start, end) {
+                out.push((start, end));
+            }
+        });
+        for regex in &self.unprefixed {
             for found in regex.find_iter(text) {
                 if token_isolated(bytes, found.start(), found.end()) {
                     out.push((found.start(), found.end()));
@@ -230,7 +244,6 @@ impl SecretDetector {
             }
         }
         // The assignment regex runs only around separators after a key-like name.
-        let mut regions = Regions::default();
         regions.assignment(text, ASSIGNMENT_KEYWORDS);
         regions.for_each(text, |offset, region| {
             for caps in self.assignment.captures_iter(region) {

@@ -270,6 +270,18 @@ fn check_windows(text: &str) {
             .collect();
         assert_eq!(windowed, whole, "{} in {text:?}", regex.as_str());
     }
+    regions.providers(text, &d.secret.provider_anchors);
+    let mut windowed = Vec::new();
+    regions.find_iter(&d.secret.providers, text, |start, end| {
+        windowed.push((start, end));
+    });
+    let whole: Vec<(usize, usize)> = d
+        .secret
+        .providers
+        .find_iter(text)
+        .map(|m| (m.start(), m.end()))
+        .collect();
+    assert_eq!(windowed, whole, "providers in {text:?}");
     let assignment = &d.secret.assignment;
     let groups = |offset: usize, caps: regex::Captures<'_>| {
         let span = |idx: usize| {
@@ -292,6 +304,7 @@ fn check_windows(text: &str) {
 
 #[test]
 fn windows_match_whole_text() {
+    assert!(detectors().secret.provider_anchors.is_anchored());
     check_windows("");
     check_windows("no digits at all");
     check_windows("4111 1111 1111 1111 and 4111-1111-1111-1111-123 then 378282246310005");
@@ -320,6 +333,16 @@ proptest::proptest! {
         parts in proptest::collection::vec(
             "(key|KEY|token|Secret|pass|passwd|pwd|auth|credentials|x|_|\\.|-|9|é| |\t|\"|'|:|=|>|,|ab|Zx8kQ2)",
             0..40,
+        ),
+    ) {
+        check_windows(&parts.concat());
+    }
+
+    #[test]
+    fn windows_match_whole_text_on_provider_tokens(
+        parts in proptest::collection::vec(
+            "(sk-|sk-ant-api03-|sk-proj-|ghp_|github_pat_|glpat-|xoxb-|xapp-1-|sk_live_|AIza|AKIA|eyJ|\\.eyJ|SK|SG\\.|npm_|hf_|shpat_|dop_v1_|key-|gsk_|xai-|M|N|:AA|12345678|abcdef0123456789|ABCDEFGHIJKLMNOP|_|-|\\.| |é)",
+            0..60,
         ),
     ) {
         check_windows(&parts.concat());

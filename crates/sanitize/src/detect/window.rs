@@ -9,7 +9,9 @@
 // inside one region (it starts at an anchor and is no longer than the window), regions are
 // disjoint, and a match's end and preference depend only on the bytes it could cover.
 
+use aho_corasick::{AhoCorasick, Input, MatchKind};
 use regex::Regex;
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 use crate::detect::network::IBAN_MAX_BYTES;
 use crate::detect::numeric::{CARD_MAX_BYTES, IPV4_MAX_BYTES, PHONE_MAX_BYTES, SSN_MAX_BYTES};
@@ -249,4 +251,124 @@ fn ceil_boundary(text: &str, mut idx: usize) -> usize {
         idx += 1;
     }
     idx
+}
+
+/// Where matches of the joined provider regex can start: the literal prefixes of each format
+/// (taken from the pattern itself), each with the longest match of its format, plus the inner
+/// anchors of the two formats without a prefix.
+#[derive(Debug)]
+pub(crate) struct ProviderAnchors {
+    prefixes: Option<AhoCorasick>,
+    /// Each prefix with the longest match of its format.
+    literals: Vec<(Vec<u8>, usize)>,
+    discord_max: Option<usize>,
+    telegram_max: Option<usize>,
+    /// A format with no usable anchor: the regex runs on the whole text.
+    whole_text: bool,
+}
+
+/// The longest match of `pattern`, `None` when unbounded or unparsable.
+fn maximum_len(pattern: &str) -> Option<usize> {
+    regex_syntax::parse(pattern)
+        .ok()?
+        .properties()
+        .maximum_len()
+}
+
+/// Literals every match of `pattern` starts with, when they are all at least two bytes long.
+fn prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    let hir = regex_syntax::parse(pattern).ok()?;
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let literals = seq.literals()?;
+    if literals.is_empty() || literals.iter().any(|lit| lit.as_bytes().len() < 2) {
+        return None;
+    }
+    Some(literals.iter().map(|lit| lit.as_bytes().to_vec()).collect())
+}
+
+impl ProviderAnchors {
+    /// Anchors for `formats` (name, pattern with ASCII classes), which are joined by `|`.
+    pub(crate) fn new(formats: &[(&str, String)]) -> Self {
+        let mut literals: Vec<(Vec<u8>, usize)> = Vec::new();
+        let (mut discord_max, mut telegram_max, mut whole_text) = (None, None, false);
+        for (name, pattern) in formats {
+            let max = maximum_len(pattern);
+            match (*name, prefixes(pattern), max) {
+                ("discord_bot", _, Some(max)) => discord_max = Some(max),
+                ("telegram_bot", _, Some(max)) => telegram_max = Some(max),
+                (_, Some(found), Some(max)) => {
+                    literals.extend(found.into_iter().map(|literal| (literal, max)));
+                }
+                _ => whole_text = true,
+            }
+        }
+        // Leftmost-first keeps the fast packed prefilter; every start is visited by searching
+        // again one byte after each found start.
+        let prefixes = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(literals.iter().map(|(literal, _)| literal))
+            .ok();
+        ProviderAnchors {
+            prefixes,
+            literals,
+            discord_max,
+            telegram_max,
+            whole_text,
+        }
+    }
+}
+
+impl ProviderAnchors {
+    /// True when every format has an anchor (the regex never needs the whole text).
+    #[cfg(test)]
+    pub(crate) fn is_anchored(&self) -> bool {
+        self.prefixes.is_some() && !self.whole_text
+    }
+}
+
+impl Regions {
+    /// Windows for the joined provider regex: from every prefix to the longest match of its
+    /// format; for Discord bot tokens, around each dot after 24 letters or digits; for
+    /// Telegram bot tokens, around each `:AA`.
+    pub(crate) fn providers(&mut self, text: &str, anchors: &ProviderAnchors) {
+        self.clear();
+        let Some(prefixes) = anchors.prefixes.as_ref().filter(|_| !anchors.whole_text) else {
+            self.push(text, 0, text.len());
+            return;
+        };
+        let bytes = text.as_bytes();
+        let mut from = 0;
+        while let Some(found) = prefixes.find(Input::new(bytes).range(from..)) {
+            let start = found.start();
+            let rest = bytes.get(start..).unwrap_or(&[]);
+            let max = anchors
+                .literals
+                .iter()
+                .filter(|(literal, _)| rest.starts_with(literal))
+                .map(|(_, max)| *max)
+                .max()
+                .unwrap_or(text.len());
+            self.push(text, start, start.saturating_add(max));
+            from = start + 1;
+        }
+        // `[MN][A-Za-z0-9]{23,25}\.`: the first dot comes 24 to 26 bytes after the start.
+        if let Some(max) = anchors.discord_max {
+            for dot in memchr::memchr_iter(b'.', bytes) {
+                let glued = dot
+                    .checked_sub(24)
+                    .and_then(|from| bytes.get(from..dot))
+                    .is_some_and(|run| run.iter().all(u8::is_ascii_alphanumeric));
+                if glued {
+                    self.push(text, dot.saturating_sub(26), dot.saturating_add(max));
+                }
+            }
+        }
+        // `\d{8,10}:AA`: the start is at most ten bytes before the colon.
+        if let Some(max) = anchors.telegram_max {
+            for colon in memchr::memmem::find_iter(bytes, b":AA") {
+                self.push(text, colon.saturating_sub(10), colon.saturating_add(max));
+            }
+        }
+        self.merge();
+    }
 }
