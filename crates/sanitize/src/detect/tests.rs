@@ -302,6 +302,24 @@ fn check_windows(text: &str) {
     assert_eq!(windowed, whole, "assignment in {text:?}");
 }
 
+/// Provider windows end at whitespace: no provider format may match any.
+#[test]
+fn provider_formats_never_match_whitespace() {
+    for (name, pattern) in crate::detect::PROVIDER_FORMATS {
+        let undotted = pattern.replace(r"\.", "");
+        assert!(
+            !undotted.contains(' ')
+                && !undotted.contains(r"\s")
+                && !undotted.contains("[^")
+                && !undotted.contains('.')
+                && !undotted.contains(r"\S")
+                && !undotted.contains(r"\W")
+                && !undotted.contains(r"\D"),
+            "{name} may match whitespace: the provider windows assume it cannot"
+        );
+    }
+}
+
 #[test]
 fn windows_match_whole_text() {
     assert!(detectors().secret.provider_anchors.is_anchored());
@@ -346,6 +364,25 @@ proptest::proptest! {
         ),
     ) {
         check_windows(&parts.concat());
+    }
+
+    #[test]
+    fn digit_runs_are_the_maximal_runs(text in "[0-9a ]{0,300}") {
+        let mut runs = Vec::new();
+        crate::detect::window::digit_runs(text.as_bytes(), &mut runs);
+        let mut expected = Vec::new();
+        let mut start = None;
+        for (idx, byte) in text.bytes().chain(std::iter::once(b' ')).enumerate() {
+            match (byte.is_ascii_digit(), start) {
+                (true, None) => start = Some(idx),
+                (false, Some(from)) => {
+                    expected.push((from, idx));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        proptest::prop_assert_eq!(runs, expected);
     }
 
     #[test]

@@ -20,18 +20,61 @@ use crate::detect::numeric::{CARD_MAX_BYTES, IPV4_MAX_BYTES, PHONE_MAX_BYTES, SS
 const MERGE_GAP: usize = 24;
 
 /// Maximal runs of ASCII digits as `(start, end)`, in order.
+// Works on 64-byte blocks: a digit bit mask per block (which the compiler vectorizes), then one
+// step per run boundary instead of one branch per byte.
 pub(crate) fn digit_runs(bytes: &[u8], out: &mut Vec<(usize, usize)>) {
-    let mut idx = 0;
-    while let Some(offset) = bytes
-        .get(idx..)
-        .and_then(|rest| rest.iter().position(u8::is_ascii_digit))
-    {
-        let start = idx + offset;
-        let len = bytes.get(start..).map_or(0, |rest| {
-            rest.iter().take_while(|b| b.is_ascii_digit()).count()
-        });
-        out.push((start, start + len));
-        idx = start + len;
+    let mut open: Option<usize> = None;
+    // 1 when the byte before the current block is a digit.
+    let mut carry = 0u64;
+    let mut base = 0;
+    let mut blocks = bytes.chunks_exact(64);
+    for block in &mut blocks {
+        let mask = digit_mask(block);
+        boundaries(mask, mask ^ ((mask << 1) | carry), base, &mut open, out);
+        carry = mask >> 63;
+        base += 64;
+    }
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let mask = digit_mask(tail);
+        let in_block = (1u64 << tail.len()) - 1;
+        boundaries(
+            mask,
+            (mask ^ ((mask << 1) | carry)) & in_block,
+            base,
+            &mut open,
+            out,
+        );
+    }
+    if let Some(start) = open {
+        out.push((start, bytes.len()));
+    }
+}
+
+/// Bit `i` set when `block[i]` is an ASCII digit (`block` at most 64 bytes).
+fn digit_mask(block: &[u8]) -> u64 {
+    block.iter().enumerate().fold(0u64, |mask, (idx, byte)| {
+        mask | (u64::from(byte.is_ascii_digit()) << idx)
+    })
+}
+
+/// Opens a run at each changed bit that is a digit, closes the open one at each other.
+fn boundaries(
+    mask: u64,
+    mut changes: u64,
+    base: usize,
+    open: &mut Option<usize>,
+    out: &mut Vec<(usize, usize)>,
+) {
+    while changes != 0 {
+        let bit = changes.trailing_zeros();
+        changes &= changes - 1;
+        let pos = base + bit as usize;
+        if (mask >> bit) & 1 == 1 {
+            *open = Some(pos);
+        } else if let Some(start) = open.take() {
+            out.push((start, pos));
+        }
     }
 }
 
@@ -267,6 +310,14 @@ pub(crate) struct ProviderAnchors {
     whole_text: bool,
 }
 
+/// The whitespace of the detector patterns (`\\s` is rewritten to these four).
+fn is_space(byte: &u8) -> bool {
+    matches!(byte, b'\t' | b'\n' | b'\r' | b' ')
+}
+
+/// Anchor literals are cut to this length.
+const MAX_ANCHOR_BYTES: usize = 4;
+
 /// The longest match of `pattern`, `None` when unbounded or unparsable.
 fn maximum_len(pattern: &str) -> Option<usize> {
     regex_syntax::parse(pattern)
@@ -297,7 +348,15 @@ impl ProviderAnchors {
                 ("discord_bot", _, Some(max)) => discord_max = Some(max),
                 ("telegram_bot", _, Some(max)) => telegram_max = Some(max),
                 (_, Some(found), Some(max)) => {
-                    literals.extend(found.into_iter().map(|literal| (literal, max)));
+                    // A prefix of a prefix is an anchor too: short ones keep the set small
+                    // (the packed prefilter works on up to 64 literals).
+                    for mut literal in found {
+                        literal.truncate(MAX_ANCHOR_BYTES);
+                        match literals.iter_mut().find(|(known, _)| *known == literal) {
+                            Some((_, known_max)) => *known_max = (*known_max).max(max),
+                            None => literals.push((literal, max)),
+                        }
+                    }
                 }
                 _ => whole_text = true,
             }
@@ -348,7 +407,10 @@ impl Regions {
                 .map(|(_, max)| *max)
                 .max()
                 .unwrap_or(text.len());
-            self.push(text, start, start.saturating_add(max));
+            // INVARIANT (provider-no-space): no provider format matches a space, so a window
+            // ends at the first one.
+            let solid = rest.iter().take(max).take_while(|b| !is_space(b)).count();
+            self.push(text, start, start + solid);
             from = start + 1;
         }
         // `[MN][A-Za-z0-9]{23,25}\.`: the first dot comes 24 to 26 bytes after the start.
@@ -359,14 +421,18 @@ impl Regions {
                     .and_then(|from| bytes.get(from..dot))
                     .is_some_and(|run| run.iter().all(u8::is_ascii_alphanumeric));
                 if glued {
-                    self.push(text, dot.saturating_sub(26), dot.saturating_add(max));
+                    let rest = bytes.get(dot..).unwrap_or(&[]);
+                    let solid = rest.iter().take(max).take_while(|b| !is_space(b)).count();
+                    self.push(text, dot.saturating_sub(26), dot + solid);
                 }
             }
         }
         // `\d{8,10}:AA`: the start is at most ten bytes before the colon.
         if let Some(max) = anchors.telegram_max {
             for colon in memchr::memmem::find_iter(bytes, b":AA") {
-                self.push(text, colon.saturating_sub(10), colon.saturating_add(max));
+                let rest = bytes.get(colon..).unwrap_or(&[]);
+                let solid = rest.iter().take(max).take_while(|b| !is_space(b)).count();
+                self.push(text, colon.saturating_sub(10), colon + solid);
             }
         }
         self.merge();
