@@ -27,10 +27,22 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
             let env = environment();
             let source = config::resolve_source(path.as_deref(), &env);
             match config::load(&source, &env) {
-                Ok(_) => {
-                    print_line(&format!("{source}: ok"))?;
-                    Ok(ExitCode::SUCCESS)
-                }
+                Ok(loaded) => match portcullis_gateway::policy::build_from_config(&loaded) {
+                    Ok(_) => {
+                        print_line(&format!("{source}: ok"))?;
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    Err(issues) => {
+                        #[expect(clippy::print_stderr, reason = "errors go to stderr")]
+                        {
+                            eprintln!("invalid policy in {source}:");
+                            for issue in issues {
+                                eprintln!("  {issue}");
+                            }
+                        }
+                        Ok(ExitCode::FAILURE)
+                    }
+                },
                 Err(err) => {
                     #[expect(clippy::print_stderr, reason = "errors go to stderr")]
                     {

@@ -14,6 +14,7 @@ mod capsule;
 mod config_cmd;
 mod ledger;
 mod pii;
+mod policy;
 mod serve;
 
 /// Portcullis: a fail-closed security gateway for AI agents.
@@ -45,6 +46,9 @@ enum Command {
     /// Create, sign, verify and inspect signed policy capsules.
     #[command(subcommand)]
     Capsule(capsule::CapsuleCommand),
+    /// Explain policy decisions offline.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Command::Agent(cmd) => agent::run(cmd),
         Command::Pii(cmd) => pii::run(cmd),
         Command::Capsule(cmd) => capsule::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
     };
     match result {
         Ok(code) => code,

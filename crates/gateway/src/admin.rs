@@ -12,6 +12,7 @@ use portcullis_core::ErrorCode;
 use crate::error::ApiError;
 use crate::tokens;
 
+pub mod policy_routes;
 pub mod routes;
 
 /// Header that carries the admin token as an alternative to `Authorization: Bearer`.

@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 mod duration;
 mod env;
 mod locate;
+pub mod policy;
 mod reference;
 
 pub use duration::ConfigDuration;
+pub use policy::CapsulesConfig;
 pub use reference::render_reference;
 
 /// The whole configuration. Every section and key has a default, so an empty file is valid.
@@ -38,6 +40,19 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     /// Logs and metrics.
     pub observability: ObservabilityConfig,
+    /// The policy engine: immutable denies, Cedar files and the mode of each layer.
+    #[schemars(with = "policy::schema::Policy")]
+    pub policy: portcullis_policy::PolicyConfig,
+    /// Deny contracts declared in configuration. Contracts can also be added at run time through
+    /// the admin API (`/admin/contracts`); those live in the store.
+    #[schemars(with = "Vec<policy::schema::Contract>")]
+    pub contracts: Vec<portcullis_policy::Contract>,
+    /// Signed policy capsules: the trust store and verification limits.
+    pub capsules: CapsulesConfig,
+    /// The file this configuration was read from (not a key: set by [`load`]).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub origin: Option<PathBuf>,
 }
 
 /// `[server]`
@@ -294,9 +309,16 @@ pub fn load(source: &ConfigSource, env: &BTreeMap<String, String>) -> Result<Con
                     message: format!("cannot read the file: {err}"),
                 }],
             })?;
-            load_str(&text, &path.display().to_string(), env)
+            let mut config = load_str(&text, &path.display().to_string(), env)?;
+            config.origin = Some(path.clone());
+            Ok(config)
         }
     }
+}
+
+/// Whether every `PORTCULLIS_<SECTION>_<KEY>` variable in `env` names a known section.
+pub fn env_overrides_valid(env: &BTreeMap<String, String>) -> bool {
+    env::overrides(env).is_ok()
 }
 
 /// Longest configuration file accepted.
@@ -526,6 +548,7 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             }
         }
     }
+    policy::validate(config, &mut issue);
     issues
 }
 

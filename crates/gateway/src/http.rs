@@ -37,6 +37,8 @@ pub struct AppParts {
     pub admin: AdminGuard,
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
+    /// The policy engine in service and its sources.
+    pub policy: Arc<crate::policy::PolicyRuntime>,
 }
 
 impl AppState {

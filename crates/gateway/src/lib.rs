@@ -20,7 +20,10 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod server;
+#[cfg(test)]
+mod testing;
 pub mod tokens;
 
 pub use config::Config;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use portcullis_core::{Clock, Decision, Event};
-use portcullis_store::{SqliteOptions, SqliteStore, Store};
+use portcullis_store::{PolicyRecordKind, SqliteOptions, SqliteStore, Store};
 use tokio::net::TcpListener;
 
 use crate::admin::{AdminGuard, RateLimit};
@@ -18,6 +18,7 @@ use crate::events::Events;
 use crate::http::{AppParts, AppState, app};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
+use crate::policy::{PolicyRuntime, Sources};
 use crate::tokens;
 
 /// File in the data dir holding a generated admin token (0600).
@@ -69,6 +70,8 @@ pub enum ServeError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the policy does not load: {0}")]
+    Policy(String),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
     #[error("the ledger could not be flushed at shutdown: {0}")]
@@ -144,6 +147,8 @@ pub async fn serve(
     let rate_limit = RateLimit::parse(&config.admin.rate_limit)
         .map_err(|_| ServeError::BadRateLimit(config.admin.rate_limit.clone()))?;
 
+    let policy = Arc::new(load_policy(&config, store.as_ref()).await?);
+
     let metrics = Metrics::new();
     let events = Events::new(Arc::clone(&store), metrics.clone());
     let state = AppState::new(AppParts {
@@ -154,6 +159,7 @@ pub async fn serve(
         events: events.clone(),
         metrics,
         clock: Arc::clone(&options.clock),
+        policy,
     });
 
     let listener = TcpListener::bind(bind)
@@ -169,6 +175,17 @@ pub async fn serve(
         ))
         .await;
     tracing::info!(http = %local, "portcullis is listening");
+
+    match crate::policy::capsules::restore(&state).await {
+        Ok(restored) => tracing::info!(restored, "adopted capsules re-verified"),
+        Err(err) => {
+            return Err(ServeError::Policy(format!(
+                "cannot read adopted capsules: {err}"
+            )));
+        }
+    }
+    spawn_reload_on_hangup(state.clone());
+    spawn_capsule_sweep(state.clone());
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -200,6 +217,83 @@ pub async fn serve(
     store.flush().await.map_err(ServeError::Flush)?;
     tracing::info!("portcullis stopped");
     result
+}
+
+/// Builds the policy of `config` plus the contracts stored through the admin API. Any problem
+/// refuses start with one line naming each file and message.
+pub async fn load_policy(config: &Config, store: &dyn Store) -> Result<PolicyRuntime, ServeError> {
+    let one_line = |issues: Vec<crate::policy::LoadIssue>| {
+        ServeError::Policy(
+            issues
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    };
+    let mut sources = Sources::from_config(config).map_err(one_line)?;
+    let stored = store
+        .list_policy_records(PolicyRecordKind::Contract)
+        .await
+        .map_err(|err| ServeError::Policy(format!("cannot read stored contracts: {err}")))?;
+    for (id, body) in stored {
+        let contract = serde_json::from_str(&body)
+            .map_err(|err| ServeError::Policy(format!("stored contract `{id}`: {err}")))?;
+        sources.admin_contracts.push(contract);
+    }
+    let engine = sources.build().map_err(one_line)?;
+    let trust =
+        crate::policy::capsules::read_trust_store(config).map_err(|issue| one_line(vec![issue]))?;
+    let limits = config
+        .capsules
+        .limits()
+        .map_err(|(key, message)| ServeError::Policy(format!("capsules.{key}: {message}")))?;
+    Ok(PolicyRuntime::new(
+        sources,
+        engine,
+        portcullis_policy::PolicyState::in_memory(),
+        crate::policy::capsules::CapsuleRuntime::new(trust, limits),
+    ))
+}
+
+/// On SIGHUP: reloads the policy (and the trust store). Failures keep what is serving; each
+/// outcome is a ledger event written by the reload itself.
+fn spawn_reload_on_hangup(state: AppState) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload through the admin API instead");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            match crate::policy::reload(&state).await {
+                Ok(_) => tracing::info!("policy reloaded on SIGHUP"),
+                Err(issues) => {
+                    for issue in &issues {
+                        tracing::warn!(file = %issue.file, message = %issue.message, "policy reload refused");
+                    }
+                }
+            }
+            if let Err(issue) = crate::policy::capsules::reload_trust(&state).await {
+                tracing::warn!(file = %issue.file, message = %issue.message, "trust store reload refused");
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(state);
+}
+
+/// Tears adopted capsules down as they expire.
+fn spawn_capsule_sweep(state: AppState) {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(crate::policy::capsules::SWEEP_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            crate::policy::capsules::sweep(&state).await;
+        }
+    });
 }
 
 /// Prints the `listening` line on stdout and writes the same object to `listening.json`.

@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/events", get(events))
         .route("/agents", get(list_agents).post(create_agent))
         .route("/agents/{id}", delete(delete_agent))
+        .merge(crate::admin::policy_routes::router())
         .layer(middleware::from_fn_with_state(state, authenticate))
 }
 
@@ -248,7 +249,7 @@ async fn list_agents(State(state): State<AppState>) -> Result<Response, ApiError
     Ok(Json(serde_json::json!({"agents": agents})).into_response())
 }
 
-fn admin_subject(caller: &AdminCaller) -> &'static str {
+pub(crate) fn admin_subject(caller: &AdminCaller) -> &'static str {
     match caller {
         AdminCaller::Token => "admin",
         AdminCaller::DebugLoopback => "admin:debug",
@@ -260,7 +261,7 @@ fn is_valid_label(label: &str) -> bool {
 }
 
 /// Maps store failures to codes; details go to the log only.
-fn store_error(err: StoreError) -> ApiError {
+pub(crate) fn store_error(err: StoreError) -> ApiError {
     let code = err.error_code();
     if !matches!(code, ErrorCode::Conflict | ErrorCode::NotFound) {
         tracing::error!(error = %err, reason = err.code(), "store operation failed");

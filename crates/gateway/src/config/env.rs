@@ -5,7 +5,14 @@ use std::collections::BTreeMap;
 use crate::config::{ConfigIssue, SPECIAL_ENV};
 
 /// Sections that environment variables may override (array sections such as `agents` cannot be).
-const SECTIONS: &[&str] = &["server", "admin", "store", "ledger", "observability"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "admin",
+    "store",
+    "ledger",
+    "observability",
+    "capsules",
+];
 
 const PREFIX: &str = "PORTCULLIS_";
 
