@@ -50,6 +50,26 @@ pub enum AdoptError {
     Store,
 }
 
+/// Reason codes the gateway's capsule adoption emits beyond the capsule crate's own
+/// ([`portcullis_capsule::REASONS`]).
+pub const REASONS: &[portcullis_core::error::ReasonInfo] = &[
+    portcullis_core::error::ReasonInfo {
+        code: "capsule_no_trust_store",
+        maps_to: ErrorCode::CapsuleInvalid,
+        summary: "No trust store is configured (`capsules.trust_store`), so every capsule is refused.",
+    },
+    portcullis_core::error::ReasonInfo {
+        code: "capsule_conflict",
+        maps_to: ErrorCode::Conflict,
+        summary: "A capsule with this id but another hash is already adopted.",
+    },
+    portcullis_core::error::ReasonInfo {
+        code: "capsule_rules_refused",
+        maps_to: ErrorCode::CapsuleInvalid,
+        summary: "The policy engine refused the capsule's denies or contracts (limits, patterns).",
+    },
+];
+
 impl AdoptError {
     pub fn reason(&self) -> &'static str {
         match self {

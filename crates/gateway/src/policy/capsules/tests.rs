@@ -237,3 +237,26 @@ async fn delete_tears_one_down() {
             .is_empty()
     );
 }
+
+#[test]
+fn every_adoption_reason_is_in_a_table() {
+    let errors = [
+        AdoptError::Refused(VerifyError::Expired),
+        AdoptError::NoTrustStore,
+        AdoptError::Conflict,
+        AdoptError::Rules,
+        AdoptError::Store,
+    ];
+    for err in errors {
+        let info = REASONS
+            .iter()
+            .chain(portcullis_capsule::REASONS)
+            .chain(portcullis_store::REASONS)
+            .find(|info| info.code == err.reason());
+        assert_eq!(
+            info.map(|info| info.maps_to),
+            Some(err.error_code()),
+            "{err:?}"
+        );
+    }
+}
