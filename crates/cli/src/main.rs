@@ -12,6 +12,7 @@ mod admin_client;
 mod agent;
 mod capsule;
 mod config_cmd;
+mod egress;
 mod ledger;
 mod pii;
 mod policy;
@@ -49,6 +50,12 @@ enum Command {
     /// Explain policy decisions offline.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Preview egress decisions offline.
+    #[command(subcommand)]
+    Egress(egress::EgressCommand),
+    /// Grant, list and revoke egress leases on a running gateway.
+    #[command(subcommand)]
+    Lease(egress::LeaseCommand),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +69,8 @@ fn main() -> ExitCode {
         Command::Pii(cmd) => pii::run(cmd),
         Command::Capsule(cmd) => capsule::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Egress(cmd) => egress::run(cmd),
+        Command::Lease(cmd) => egress::run_lease(cmd),
     };
     match result {
         Ok(code) => code,

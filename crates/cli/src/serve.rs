@@ -20,6 +20,9 @@ pub struct ServeArgs {
     /// Data directory (default: $PORTCULLIS_DATA_DIR, else ./portcullis-data).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Answer every egress lookup from this DNS fixture instead of the system resolver (tests).
+    #[arg(long)]
+    pub dns_fixture: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +48,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .is_some_and(|v| v == "1" || v == "true"),
         config,
         clock: Arc::new(portcullis_core::SystemClock),
+        dns_fixture: args.dns_fixture,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

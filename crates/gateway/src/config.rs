@@ -49,6 +49,8 @@ pub struct Config {
     pub contracts: Vec<portcullis_policy::Contract>,
     /// Signed policy capsules: the trust store and verification limits.
     pub capsules: CapsulesConfig,
+    /// Network egress: posture, rules, the forward proxy and the DNS guard (docs/EGRESS.md).
+    pub egress: portcullis_netpolicy::EgressConfig,
     /// The file this configuration was read from (not a key: set by [`load`]).
     #[serde(skip)]
     #[schemars(skip)]
@@ -506,6 +508,21 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
                 config.observability.log_level
             ),
         );
+    }
+
+    if let Err(err) = portcullis_netpolicy::EgressPolicy::from_config(&config.egress) {
+        issue("egress".into(), err.to_string());
+    }
+    for (key, value) in [
+        ("egress.proxy_bind", &config.egress.proxy_bind),
+        ("egress.dns_bind", &config.egress.dns_bind),
+    ] {
+        if !value.is_empty() && value.parse::<SocketAddr>().is_err() {
+            issue(
+                key.into(),
+                format!("`{value}` is not an `ip:port` socket address (empty disables it)"),
+            );
+        }
     }
 
     let mut ids = BTreeSet::new();

@@ -39,6 +39,8 @@ pub struct AppParts {
     pub clock: Arc<dyn Clock>,
     /// The policy engine in service and its sources.
     pub policy: Arc<crate::policy::PolicyRuntime>,
+    /// Egress policy, leases and resolver, shared with the proxy and the DNS guard.
+    pub egress: Arc<crate::egress::EgressState>,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/whoami", get(whoami))
+        .merge(crate::egress::agent_router())
         .nest("/admin", crate::admin::routes::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

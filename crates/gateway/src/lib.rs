@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod config;
 pub mod doctor;
+pub mod egress;
 pub mod error;
 pub mod events;
 pub mod http;

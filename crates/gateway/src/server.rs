@@ -34,6 +34,8 @@ pub struct ServeOptions {
     /// `PORTCULLIS_DEBUG=1`: admin routes open to loopback callers without a token.
     pub debug: bool,
     pub clock: Arc<dyn Clock>,
+    /// A DNS fixture file answering every egress lookup instead of the system resolver (tests).
+    pub dns_fixture: Option<PathBuf>,
 }
 
 /// Why the gateway did not start or stopped badly. Each is one line for the operator.
@@ -72,6 +74,8 @@ pub enum ServeError {
     },
     #[error("the policy does not load: {0}")]
     Policy(String),
+    #[error("{0}")]
+    Egress(crate::egress::EgressStartError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
     #[error("the ledger could not be flushed at shutdown: {0}")]
@@ -149,6 +153,15 @@ pub async fn serve(
 
     let policy = Arc::new(load_policy(&config, store.as_ref()).await?);
 
+    let egress = Arc::new(
+        crate::egress::build_state(
+            &config.egress,
+            options.dns_fixture.as_deref(),
+            Arc::clone(&options.clock),
+        )
+        .map_err(ServeError::Egress)?,
+    );
+
     let metrics = Metrics::new();
     let events = Events::new(Arc::clone(&store), metrics.clone());
     let state = AppState::new(AppParts {
@@ -160,6 +173,7 @@ pub async fn serve(
         metrics,
         clock: Arc::clone(&options.clock),
         policy,
+        egress,
     });
 
     let listener = TcpListener::bind(bind)
@@ -168,7 +182,11 @@ pub async fn serve(
     let local = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { bind, source })?;
-    announce(&options.data_dir, local)?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let egress_listeners = crate::egress::start(&state, stop_rx.clone())
+        .await
+        .map_err(ServeError::Egress)?;
+    announce(&options.data_dir, local, egress_listeners)?;
     events
         .emit_best_effort(Event::new("gateway.started", Decision::Info, "ok").data(
             serde_json::json!({"http": local.to_string(), "version": env!("CARGO_PKG_VERSION")}),
@@ -187,7 +205,6 @@ pub async fn serve(
     spawn_reload_on_hangup(state.clone());
     spawn_capsule_sweep(state.clone());
 
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -297,8 +314,12 @@ fn spawn_capsule_sweep(state: AppState) {
 }
 
 /// Prints the `listening` line on stdout and writes the same object to `listening.json`.
-fn announce(data_dir: &Path, http: SocketAddr) -> Result<(), ServeError> {
-    let line = listening_line(http, None, None);
+fn announce(
+    data_dir: &Path,
+    http: SocketAddr,
+    egress: crate::egress::EgressListeners,
+) -> Result<(), ServeError> {
+    let line = listening_line(http, egress.proxy, egress.dns);
     let path = data_dir.join(LISTENING_FILE);
     write_replacing_private(&path, &format!("{line}\n"))
         .map_err(|source| ServeError::ListeningFile { path, source })?;

@@ -57,6 +57,17 @@ pub async fn gateway_in(config: Config, dir: tempfile::TempDir) -> TestGateway {
         metrics,
         clock: clock.clone(),
         policy: Arc::new(policy),
+        egress: Arc::new(crate::egress::EgressState::new(
+            portcullis_netpolicy::EgressConfig::default(),
+            portcullis_netpolicy::EgressPolicy::from_config(
+                &portcullis_netpolicy::EgressConfig::default(),
+            )
+            .unwrap(),
+            Arc::new(portcullis_egress::FixtureResolver::new(
+                portcullis_netpolicy::DnsFixture::parse("{}").unwrap(),
+            )),
+            clock.clone(),
+        )),
     });
     TestGateway {
         state,

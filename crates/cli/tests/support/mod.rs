@@ -24,12 +24,27 @@ pub struct Gateway {
     child: Child,
     data: tempfile::TempDir,
     pub http: String,
+    pub proxy: Option<String>,
+    pub dns: Option<String>,
     pub admin_token: String,
 }
 
 impl Gateway {
     /// Starts `portcullis serve` with `config` (TOML) and waits for its `listening` line.
     pub async fn start(config: &str) -> Self {
+        Self::start_with(
+            config,
+            &[],
+            &[
+                ("PORTCULLIS_EGRESS_PROXY_BIND", ""),
+                ("PORTCULLIS_EGRESS_DNS_BIND", ""),
+            ],
+        )
+        .await
+    }
+
+    /// Starts with extra `serve` arguments and environment variables.
+    pub async fn start_with(config: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let data = tempfile::tempdir().unwrap();
         let config_path = data.path().join("portcullis.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -40,6 +55,8 @@ impl Gateway {
             .arg("--data-dir")
             .arg(&data_dir)
             .env("PORTCULLIS_SERVER_BIND", "127.0.0.1:0")
+            .args(args)
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -61,11 +78,17 @@ impl Gateway {
         .await
         .unwrap();
         let listening: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let addr = |key: &str| match listening[key].as_str() {
+            Some(addr) => format!("\"{addr}\""),
+            None => "null".to_owned(),
+        };
         assert_eq!(
             line.trim(),
             format!(
-                "{{\"event\":\"listening\",\"http\":\"{}\",\"proxy\":null,\"dns\":null}}",
-                listening["http"].as_str().unwrap()
+                "{{\"event\":\"listening\",\"http\":{},\"proxy\":{},\"dns\":{}}}",
+                addr("http"),
+                addr("proxy"),
+                addr("dns")
             ),
             "the listening line has the documented shape"
         );
@@ -79,6 +102,8 @@ impl Gateway {
             child,
             data,
             http: listening["http"].as_str().unwrap().to_owned(),
+            proxy: listening["proxy"].as_str().map(str::to_owned),
+            dns: listening["dns"].as_str().map(str::to_owned),
             admin_token,
         }
     }

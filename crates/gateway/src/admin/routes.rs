@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/events", get(events))
         .route("/agents", get(list_agents).post(create_agent))
         .route("/agents/{id}", delete(delete_agent))
+        .merge(crate::egress::admin_router())
         .merge(crate::admin::policy_routes::router())
         .layer(middleware::from_fn_with_state(state, authenticate))
 }

@@ -12,6 +12,7 @@ const SECTIONS: &[&str] = &[
     "ledger",
     "observability",
     "capsules",
+    "egress",
 ];
 
 const PREFIX: &str = "PORTCULLIS_";

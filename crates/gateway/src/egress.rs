@@ -1,0 +1,637 @@
+//! The egress front: plugs the forward proxy and the DNS guard (`portcullis-egress`) into
+//! identity, events and leases, and serves preview, leases and settings over HTTP.
+//!
+//! Every decision is `portcullis_netpolicy`'s; this module only translates.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use jiff::{SignedDuration, Timestamp};
+use portcullis_core::{Clock, CorrelationId, Decision, ErrorCode, Event};
+use portcullis_egress::{
+    Caller, CloseRecord, Credential, DecisionRecord, EgressEvents, LeaseSource, LookupError,
+    PolicyHandle, ProxyAuth, Resolver,
+};
+use portcullis_netpolicy::{
+    EgressConfig, EgressPolicy, Lease, LeaseKey, LeaseSubject, LookupAnswer, Phase1, TargetRequest,
+};
+use serde::Deserialize;
+
+use crate::admin::AdminCaller;
+use crate::config::ConfigDuration;
+use crate::error::{ApiError, ApiJson};
+use crate::events::Events;
+use crate::http::AppState;
+use crate::identity::Identity;
+
+/// Most leases held at once.
+pub const MAX_LEASES: usize = 10_000;
+/// Longest lease a grant may ask for.
+pub const MAX_LEASE_TTL: SignedDuration = SignedDuration::from_hours(24 * 30);
+/// Longest target accepted by preview.
+const MAX_TARGET_LEN: usize = 2048;
+
+/// Egress state shared by the proxy, the DNS guard and the HTTP routes.
+#[derive(Debug)]
+pub struct EgressState {
+    pub policy: Arc<PolicyHandle>,
+    settings: RwLock<EgressConfig>,
+    pub leases: Arc<LeaseBook>,
+    pub resolver: Arc<dyn Resolver>,
+}
+
+impl EgressState {
+    pub fn new(
+        settings: EgressConfig,
+        policy: EgressPolicy,
+        resolver: Arc<dyn Resolver>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            policy: Arc::new(PolicyHandle::new(policy)),
+            settings: RwLock::new(settings),
+            leases: Arc::new(LeaseBook::new(clock)),
+            resolver,
+        }
+    }
+
+    pub fn settings(&self) -> EgressConfig {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Leases granted through the admin API. They widen the posture until they expire and never
+/// override an explicit deny (netpolicy enforces both).
+#[derive(Debug)]
+pub struct LeaseBook {
+    leases: RwLock<Vec<Lease>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl LeaseBook {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            leases: RwLock::new(Vec::new()),
+            clock,
+        }
+    }
+
+    /// The leases still running now.
+    pub fn active(&self) -> Vec<Lease> {
+        let now = self.clock.now();
+        self.leases
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|lease| now < lease.expires_at)
+            .cloned()
+            .collect()
+    }
+
+    fn grant(&self, lease: Lease) -> Result<(), ErrorCode> {
+        let mut leases = self.leases.write().unwrap_or_else(PoisonError::into_inner);
+        if leases.len() >= MAX_LEASES {
+            return Err(ErrorCode::Conflict);
+        }
+        leases.push(lease);
+        Ok(())
+    }
+
+    fn revoke(&self, id: &str) -> Option<Lease> {
+        let mut leases = self.leases.write().unwrap_or_else(PoisonError::into_inner);
+        let idx = leases.iter().position(|lease| lease.id == id)?;
+        Some(leases.remove(idx))
+    }
+
+    /// Removes and returns the leases that have expired.
+    pub fn sweep(&self) -> Vec<Lease> {
+        let now = self.clock.now();
+        let mut leases = self.leases.write().unwrap_or_else(PoisonError::into_inner);
+        let (expired, live): (Vec<Lease>, Vec<Lease>) =
+            leases.drain(..).partition(|lease| now >= lease.expires_at);
+        *leases = live;
+        expired
+    }
+}
+
+#[async_trait]
+impl LeaseSource for LeaseBook {
+    async fn leases(&self) -> Vec<Lease> {
+        self.active()
+    }
+}
+
+/// Proxy authentication through the identity registry.
+#[derive(Debug)]
+pub struct IdentityProxyAuth(pub AppState);
+
+#[async_trait]
+impl ProxyAuth for IdentityProxyAuth {
+    async fn authenticate(&self, credential: Credential<'_>) -> Option<Caller> {
+        let identity: &Identity = &self.0.identity;
+        let (token, claimed) = match credential {
+            Credential::Basic { agent, token } => (token, Some(agent)),
+            Credential::Bearer { token } => (token, None),
+        };
+        let identified = identity
+            .identify_token(token, &HeaderMap::new())
+            .await
+            .ok()?;
+        if claimed.is_some_and(|agent| agent != identified.agent.id) {
+            return None;
+        }
+        Some(Caller {
+            agent: identified.agent.id.clone(),
+            project: identified.agent.project.clone(),
+        })
+    }
+}
+
+/// The egress ledger: a decision record and a close record per connection, as events.
+#[derive(Debug)]
+pub struct EgressLedger(pub Events);
+
+#[async_trait]
+impl EgressEvents for EgressLedger {
+    async fn decision(&self, record: DecisionRecord) {
+        let decision = if record.allow {
+            Decision::Allow
+        } else {
+            Decision::Deny
+        };
+        let mut event = Event::new("egress.decision", decision, record.reason)
+            .subject(record.head.agent.clone())
+            .data(serde_json::json!({
+                "connection": record.head.connection,
+                "surface": record.head.surface.as_str(),
+                "project": record.head.project,
+                "target": record.head.target,
+                "rule": record.rule,
+                "lease": record.lease,
+                "resolved": record.resolved.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "dialed": record.dialed.map(|addr| addr.to_string()),
+            }));
+        if let Some(id) = record.head.correlation_id {
+            event = event.correlation(id);
+        }
+        self.0.emit_best_effort(event).await;
+    }
+
+    async fn close(&self, record: CloseRecord) {
+        let mut event = Event::new("egress.close", Decision::Info, record.reason)
+            .subject(record.head.agent.clone())
+            .data(serde_json::json!({
+                "connection": record.head.connection,
+                "surface": record.head.surface.as_str(),
+                "project": record.head.project,
+                "target": record.head.target,
+                "dialed": record.dialed.to_string(),
+                "bytes_up": record.bytes_up,
+                "bytes_down": record.bytes_down,
+                "duration_ms": record.duration_ms,
+            }));
+        if let Some(id) = record.head.correlation_id {
+            event = event.correlation(id);
+        }
+        self.0.emit_best_effort(event).await;
+    }
+}
+
+/// `POST /egress/preview` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    pub target: String,
+    #[serde(default)]
+    pub connect: bool,
+    #[serde(default)]
+    pub project: Option<String>,
+}
+
+/// Runs the decision exactly as the proxy would, resolving at most once and never for a denied
+/// name. Shared by `/egress/preview` and `portcullis egress preview`.
+pub async fn preview(
+    policy: &EgressPolicy,
+    request: &PreviewRequest,
+    agent: Option<&str>,
+    leases: &[Lease],
+    now: Timestamp,
+    resolver: &dyn Resolver,
+) -> portcullis_netpolicy::Preview {
+    let target = if request.connect {
+        TargetRequest::connect(&request.target)
+    } else {
+        TargetRequest::url(&request.target)
+    };
+    let caller = portcullis_netpolicy::Caller {
+        agent,
+        project: request.project.as_deref(),
+    };
+    let answer = match portcullis_netpolicy::decide(policy, target, &caller, leases, now) {
+        Phase1::Resolve(plan) => Some(match resolver.lookup(plan.name.as_str()).await {
+            Ok(addrs) => LookupAnswer::Addrs(addrs),
+            Err(LookupError::NxDomain) => LookupAnswer::NxDomain,
+            Err(LookupError::Failed) => LookupAnswer::Failed,
+        }),
+        Phase1::Deny(_) | Phase1::DialLiteral { .. } => None,
+    };
+    let mut lookup = |_: &str| answer.clone().unwrap_or(LookupAnswer::Failed);
+    portcullis_netpolicy::preview(policy, target, &caller, leases, now, &mut lookup)
+}
+
+/// `/egress/preview` (agents) — mounted at the top level.
+pub fn agent_router() -> Router<AppState> {
+    Router::new().route("/egress/preview", post(agent_preview))
+}
+
+/// `/admin/egress/*` and `/admin/leases` — mounted under the admin router.
+pub fn admin_router() -> Router<AppState> {
+    Router::new()
+        .route("/egress/settings", get(get_settings).post(set_settings))
+        .route("/egress/preview", post(admin_preview))
+        .route("/leases", get(list_leases).post(grant_lease))
+        .route("/leases/{id}", delete(revoke_lease))
+}
+
+async fn agent_preview(
+    State(state): State<AppState>,
+    Extension(correlation): Extension<CorrelationId>,
+    headers: HeaderMap,
+    ApiJson(mut body): ApiJson<PreviewRequest>,
+) -> Result<Response, ApiError> {
+    let identified = crate::pipeline::identify(&state, &headers, &correlation).await?;
+    match (&body.project, &identified.agent.project) {
+        (Some(asked), Some(own)) if asked != own => {
+            return Err(ApiError::new(ErrorCode::Forbidden));
+        }
+        (Some(_), None) => return Err(ApiError::new(ErrorCode::Forbidden)),
+        _ => body.project = identified.agent.project.clone(),
+    }
+    run_preview(&state, &body, Some(&identified.agent.id)).await
+}
+
+async fn admin_preview(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<PreviewRequest>,
+) -> Result<Response, ApiError> {
+    run_preview(&state, &body, None).await
+}
+
+async fn run_preview(
+    state: &AppState,
+    body: &PreviewRequest,
+    agent: Option<&str>,
+) -> Result<Response, ApiError> {
+    if body.target.is_empty() || body.target.len() > MAX_TARGET_LEN {
+        return Err(ApiError::new(ErrorCode::BadRequest));
+    }
+    let egress = &state.egress;
+    let policy = egress.policy.current();
+    let result = preview(
+        &policy,
+        body,
+        agent,
+        &egress.leases.active(),
+        state.clock.now(),
+        egress.resolver.as_ref(),
+    )
+    .await;
+    Ok(Json(result).into_response())
+}
+
+async fn get_settings(State(state): State<AppState>) -> Response {
+    Json(state.egress.settings()).into_response()
+}
+
+/// Replaces the egress settings; listener addresses cannot change at run time.
+async fn set_settings(
+    State(state): State<AppState>,
+    Extension(caller): Extension<AdminCaller>,
+    Extension(correlation): Extension<CorrelationId>,
+    ApiJson(settings): ApiJson<EgressConfig>,
+) -> Result<Response, ApiError> {
+    let current = state.egress.settings();
+    if settings.proxy_bind != current.proxy_bind || settings.dns_bind != current.dns_bind {
+        return Err(ApiError::new(ErrorCode::Conflict));
+    }
+    let policy = EgressPolicy::from_config(&settings).map_err(|err| {
+        tracing::info!(error = %err, "egress settings refused");
+        ApiError::new(ErrorCode::ConfigInvalid)
+    })?;
+    state
+        .events
+        .emit(
+            Event::new("egress.settings", Decision::Info, "ok")
+                .subject(crate::admin::routes::admin_subject(&caller))
+                .correlation(correlation.as_str())
+                .data(serde_json::json!({"posture": settings.posture})),
+        )
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::StoreUnavailable))?;
+    state.egress.policy.replace(policy);
+    *state
+        .egress
+        .settings
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = settings.clone();
+    Ok(Json(settings).into_response())
+}
+
+/// `POST /admin/leases` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantLease {
+    /// `net:host:<h>`, `net:domain:<d>` or `net:port:<p>`.
+    key: String,
+    /// How long, e.g. `"15m"`.
+    ttl: ConfigDuration,
+    #[serde(default)]
+    agent: Option<String>,
+    #[serde(default)]
+    project: Option<String>,
+}
+
+fn lease_json(lease: &Lease) -> serde_json::Value {
+    let (kind, who) = match &lease.subject {
+        LeaseSubject::Agent(agent) => ("agent", agent),
+        LeaseSubject::Project(project) => ("project", project),
+    };
+    serde_json::json!({
+        "id": lease.id,
+        "key": lease.key.to_string(),
+        kind: who,
+        "expires_at": lease.expires_at.to_string(),
+    })
+}
+
+async fn grant_lease(
+    State(state): State<AppState>,
+    Extension(caller): Extension<AdminCaller>,
+    Extension(correlation): Extension<CorrelationId>,
+    ApiJson(body): ApiJson<GrantLease>,
+) -> Result<Response, ApiError> {
+    let key = LeaseKey::parse(&body.key).map_err(|_| ApiError::new(ErrorCode::BadRequest))?;
+    let subject = match (body.agent, body.project) {
+        (Some(agent), None) if crate::identity::is_valid_agent_id(&agent) => {
+            LeaseSubject::Agent(agent)
+        }
+        (None, Some(project)) if !project.is_empty() && project.len() <= 128 => {
+            LeaseSubject::Project(project)
+        }
+        _ => return Err(ApiError::new(ErrorCode::BadRequest)),
+    };
+    let ttl = SignedDuration::try_from(body.ttl.as_std())
+        .ok()
+        .filter(|ttl| !ttl.is_zero() && *ttl <= MAX_LEASE_TTL)
+        .ok_or(ApiError::new(ErrorCode::BadRequest))?;
+    let expires_at = state
+        .clock
+        .now()
+        .checked_add(ttl)
+        .map_err(|_| ApiError::new(ErrorCode::BadRequest))?;
+    let lease = Lease {
+        id: uuid_like(),
+        key,
+        subject,
+        expires_at,
+    };
+    let json = lease_json(&lease);
+    state
+        .events
+        .emit(
+            Event::new("lease.granted", Decision::Info, "ok")
+                .subject(crate::admin::routes::admin_subject(&caller))
+                .correlation(correlation.as_str())
+                .data(json.clone()),
+        )
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::StoreUnavailable))?;
+    state.egress.leases.grant(lease).map_err(ApiError::new)?;
+    Ok((StatusCode::CREATED, Json(json)).into_response())
+}
+
+async fn list_leases(State(state): State<AppState>) -> Response {
+    let leases: Vec<serde_json::Value> = state
+        .egress
+        .leases
+        .active()
+        .iter()
+        .map(lease_json)
+        .collect();
+    Json(serde_json::json!({"leases": leases})).into_response()
+}
+
+async fn revoke_lease(
+    State(state): State<AppState>,
+    Extension(caller): Extension<AdminCaller>,
+    Extension(correlation): Extension<CorrelationId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let lease = state
+        .egress
+        .leases
+        .revoke(&id)
+        .ok_or(ApiError::new(ErrorCode::NotFound))?;
+    state
+        .events
+        .emit_best_effort(
+            Event::new("lease.revoked", Decision::Info, "ok")
+                .subject(crate::admin::routes::admin_subject(&caller))
+                .correlation(correlation.as_str())
+                .data(lease_json(&lease)),
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Expires leases every second and records each expiry.
+pub async fn sweep_leases(leases: Arc<LeaseBook>, events: Events) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        for lease in leases.sweep() {
+            events
+                .emit_best_effort(
+                    Event::new("lease.expired", Decision::Info, "ok").data(lease_json(&lease)),
+                )
+                .await;
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    format!(
+        "lease-{}",
+        crate::tokens::generate("").get(..16).unwrap_or("x")
+    )
+}
+
+/// The addresses the egress listeners actually bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EgressListeners {
+    pub proxy: Option<SocketAddr>,
+    pub dns: Option<SocketAddr>,
+}
+
+/// Why the egress listeners did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EgressStartError {
+    #[error("egress settings are invalid: {0}")]
+    Policy(#[from] portcullis_netpolicy::ConfigError),
+    #[error("cannot read the DNS fixture {path}: {source}")]
+    FixtureRead {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the DNS fixture {path} is invalid: {source}")]
+    Fixture {
+        path: std::path::PathBuf,
+        source: portcullis_netpolicy::FixtureError,
+    },
+    #[error("cannot read the system resolver configuration: {0}")]
+    Resolver(#[from] portcullis_egress::SystemResolverError),
+    #[error("`{key}` = `{value}` is not a socket address")]
+    BadBind { key: &'static str, value: String },
+    #[error("cannot listen on {bind} for {what}: {source}")]
+    Bind {
+        what: &'static str,
+        bind: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Builds the egress state from configuration; `dns_fixture` replaces the system resolver (tests).
+pub fn build_state(
+    config: &EgressConfig,
+    dns_fixture: Option<&std::path::Path>,
+    clock: Arc<dyn Clock>,
+) -> Result<EgressState, EgressStartError> {
+    let policy = EgressPolicy::from_config(config)?;
+    let resolver: Arc<dyn Resolver> = match dns_fixture {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| EgressStartError::FixtureRead {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            let fixture = portcullis_netpolicy::DnsFixture::parse(&text).map_err(|source| {
+                EgressStartError::Fixture {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
+            Arc::new(portcullis_egress::FixtureResolver::new(fixture))
+        }
+        None => Arc::new(portcullis_egress::SystemResolver::from_system()?),
+    };
+    Ok(EgressState::new(config.clone(), policy, resolver, clock))
+}
+
+fn parse_bind(key: &'static str, value: &str) -> Result<Option<SocketAddr>, EgressStartError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| EgressStartError::BadBind {
+            key,
+            value: value.to_owned(),
+        })
+}
+
+/// Binds and starts the forward proxy and the DNS guard (each unless its bind is empty), and the
+/// lease sweeper. They stop when `stop` turns true.
+pub async fn start(
+    state: &AppState,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<EgressListeners, EgressStartError> {
+    let settings = state.egress.settings();
+    let mut listeners = EgressListeners::default();
+    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+
+    if let Some(bind) = parse_bind("egress.proxy_bind", &settings.proxy_bind)? {
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .map_err(|source| EgressStartError::Bind {
+                what: "the forward proxy",
+                bind,
+                source,
+            })?;
+        listeners.proxy = listener.local_addr().ok();
+        let deps = portcullis_egress::ProxyDeps {
+            policy: Arc::clone(&state.egress.policy),
+            auth: Arc::new(IdentityProxyAuth(state.clone())),
+            events: Arc::new(EgressLedger(state.events.clone())),
+            resolver: Arc::clone(&state.egress.resolver),
+            leases: state.egress.leases.clone(),
+            clock: Arc::clone(&state.clock),
+            limits: portcullis_egress::ProxyLimits::default(),
+        };
+        tokio::spawn(portcullis_egress::run_proxy(
+            listener,
+            deps,
+            stopped(stop.clone()),
+        ));
+    }
+
+    if let Some(bind) = parse_bind("egress.dns_bind", &settings.dns_bind)? {
+        let udp =
+            tokio::net::UdpSocket::bind(bind)
+                .await
+                .map_err(|source| EgressStartError::Bind {
+                    what: "the DNS guard (UDP)",
+                    bind,
+                    source,
+                })?;
+        let bound = udp.local_addr().map_err(|source| EgressStartError::Bind {
+            what: "the DNS guard (UDP)",
+            bind,
+            source,
+        })?;
+        // Port 0 picks the UDP port; TCP takes the same one.
+        let tcp = tokio::net::TcpListener::bind(bound)
+            .await
+            .map_err(|source| EgressStartError::Bind {
+                what: "the DNS guard (TCP)",
+                bind: bound,
+                source,
+            })?;
+        listeners.dns = Some(bound);
+        let deps = portcullis_egress::DnsDeps {
+            policy: Arc::clone(&state.egress.policy),
+            resolver: Arc::clone(&state.egress.resolver),
+            leases: state.egress.leases.clone(),
+            clock: Arc::clone(&state.clock),
+            project: None,
+            limits: portcullis_egress::DnsLimits::default(),
+        };
+        tokio::spawn(portcullis_egress::run_dns_guard(
+            udp,
+            tcp,
+            deps,
+            stopped(stop.clone()),
+        ));
+    }
+
+    let leases = Arc::clone(&state.egress.leases);
+    let events = state.events.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = sweep_leases(leases, events) => {},
+            () = stopped(stop) => {},
+        }
+    });
+    Ok(listeners)
+}
