@@ -38,6 +38,25 @@ fn origin() -> (u16, Arc<AtomicUsize>) {
     (port, accepted)
 }
 
+/// `POST /egress/preview` with an agent token.
+async fn preview(
+    client: &reqwest::Client,
+    gateway: &Gateway,
+    token: &str,
+    target: impl serde::Serialize,
+) -> serde_json::Value {
+    client
+        .post(gateway.url("/egress/preview"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "target": target }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn curl(proxy: &str, user: &str, url: &str) -> (String, String) {
     let output = Command::new("curl")
         .args(["-s", "-i", "--max-time", "20", "-x"])
@@ -138,16 +157,7 @@ async fn proxy_preview_and_leases_through_the_real_gateway() {
     // Preview over HTTP (agent token) answers like the CLI for the same target.
     let client = reqwest::Client::new();
     let target = format!("http://svc.test:{port}/");
-    let http: serde_json::Value = client
-        .post(gateway.url("/egress/preview"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"target": target}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let http: serde_json::Value = preview(&client, &gateway, &token, &target).await;
     assert_eq!(http["allow"], true, "{http}");
     assert_eq!(http["dialed"], format!("127.0.0.2:{port}"));
     assert_eq!(http["lookups"], 1);
@@ -170,16 +180,7 @@ async fn proxy_preview_and_leases_through_the_real_gateway() {
     assert_eq!(cli, http);
 
     // A denied name is never looked up.
-    let denied: serde_json::Value = client
-        .post(gateway.url("/egress/preview"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"target": "http://other.test/"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let denied: serde_json::Value = preview(&client, &gateway, &token, "http://other.test/").await;
     assert_eq!(denied["allow"], false);
     assert_eq!(denied["lookups"], 0);
 
@@ -203,16 +204,7 @@ async fn proxy_preview_and_leases_through_the_real_gateway() {
         String::from_utf8_lossy(&grant.stderr)
     );
     let granted: serde_json::Value = serde_json::from_slice(&grant.stdout).unwrap();
-    let leased: serde_json::Value = client
-        .post(gateway.url("/egress/preview"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"target": "http://other.test/"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let leased: serde_json::Value = preview(&client, &gateway, &token, "http://other.test/").await;
     assert_eq!(leased["allow"], true, "{leased}");
     assert_eq!(leased["lease"], granted["id"]);
     let revoke = gateway
@@ -225,15 +217,6 @@ async fn proxy_preview_and_leases_through_the_real_gateway() {
         "{}",
         String::from_utf8_lossy(&revoke.stderr)
     );
-    let after: serde_json::Value = client
-        .post(gateway.url("/egress/preview"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"target": "http://other.test/"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: serde_json::Value = preview(&client, &gateway, &token, "http://other.test/").await;
     assert_eq!(after["allow"], false);
 }

@@ -16,7 +16,7 @@ use jiff::{SignedDuration, Timestamp};
 use portcullis_core::{Clock, CorrelationId, Decision, ErrorCode, Event};
 use portcullis_egress::{
     Caller, CloseRecord, Credential, DecisionRecord, EgressEvents, LeaseSource, LookupError,
-    PolicyHandle, ProxyAuth, Resolver,
+    PolicyHandle, ProxyAuth, RecordHead, Resolver,
 };
 use portcullis_netpolicy::{
     EgressConfig, EgressPolicy, Lease, LeaseKey, LeaseSubject, LookupAnswer, Phase1, TargetRequest,
@@ -168,38 +168,63 @@ impl EgressEvents for EgressLedger {
         } else {
             Decision::Deny
         };
-        let mut event = Event::new("egress.decision", decision, record.reason)
-            .subject(record.head.agent.clone())
-            .data(serde_json::json!({
-                "connection": record.head.connection,
-                "surface": record.head.surface.as_str(),
-                "project": record.head.project,
-                "target": record.head.target,
-                "rule": record.rule,
-                "lease": record.lease,
-                "resolved": record.resolved.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "dialed": record.dialed.map(|addr| addr.to_string()),
-            }));
-        if let Some(id) = record.head.correlation_id {
-            event = event.correlation(id);
-        }
-        self.0.emit_best_effort(event).await;
+        let extra = serde_json::json!({
+            "rule": record.rule,
+            "lease": record.lease,
+            "resolved": record.resolved.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "dialed": record.dialed.map(|addr| addr.to_string()),
+        });
+        self.record(
+            "egress.decision",
+            decision,
+            record.reason,
+            record.head,
+            extra,
+        )
+        .await;
     }
 
     async fn close(&self, record: CloseRecord) {
-        let mut event = Event::new("egress.close", Decision::Info, record.reason)
-            .subject(record.head.agent.clone())
-            .data(serde_json::json!({
-                "connection": record.head.connection,
-                "surface": record.head.surface.as_str(),
-                "project": record.head.project,
-                "target": record.head.target,
-                "dialed": record.dialed.to_string(),
-                "bytes_up": record.bytes_up,
-                "bytes_down": record.bytes_down,
-                "duration_ms": record.duration_ms,
-            }));
-        if let Some(id) = record.head.correlation_id {
+        let extra = serde_json::json!({
+            "dialed": record.dialed.to_string(),
+            "bytes_up": record.bytes_up,
+            "bytes_down": record.bytes_down,
+            "duration_ms": record.duration_ms,
+        });
+        self.record(
+            "egress.close",
+            Decision::Info,
+            record.reason,
+            record.head,
+            extra,
+        )
+        .await;
+    }
+}
+
+impl EgressLedger {
+    /// One egress event: the connection's head fields plus `extra`, under its correlation id.
+    async fn record(
+        &self,
+        kind: &str,
+        decision: Decision,
+        reason: &str,
+        head: RecordHead,
+        extra: serde_json::Value,
+    ) {
+        let mut data = serde_json::json!({
+            "connection": head.connection,
+            "surface": head.surface.as_str(),
+            "project": head.project,
+            "target": head.target,
+        });
+        if let (Some(data), serde_json::Value::Object(extra)) = (data.as_object_mut(), extra) {
+            data.extend(extra);
+        }
+        let mut event = Event::new(kind, decision, reason)
+            .subject(head.agent)
+            .data(data);
+        if let Some(id) = head.correlation_id {
             event = event.correlation(id);
         }
         self.0.emit_best_effort(event).await;
