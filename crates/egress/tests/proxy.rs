@@ -523,10 +523,13 @@ async fn keep_alive_targets_are_reused_per_agent_and_host_with_bytes_per_request
         "{out:?}"
     );
     let mut closes = Vec::new();
-    for _ in 0..3 {
-        assert!(proxy.decision().await.allow);
-        closes.push(proxy.close().await);
+    for _ in 0..6 {
+        match proxy.record().await {
+            common::Rec::Decision(record) => assert!(record.allow),
+            common::Rec::Close(record) => closes.push(record),
+        }
     }
+    assert_eq!(closes.len(), 3);
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
     for close in &closes {
         assert_eq!(close.reason, "egress_closed");

@@ -150,6 +150,12 @@ impl Proxy {
         }
     }
 
+    /// The next record of either kind (a pooled connection's close record may come after the
+    /// next request's decision record).
+    pub async fn record(&mut self) -> Rec {
+        self.events.recv().await.unwrap()
+    }
+
     pub async fn close(&mut self) -> CloseRecord {
         match self.events.recv().await.unwrap() {
             Rec::Close(record) => record,
