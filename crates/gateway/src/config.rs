@@ -51,6 +51,8 @@ pub struct Config {
     pub capsules: CapsulesConfig,
     /// Network egress: posture, rules, the forward proxy and the DNS guard (docs/EGRESS.md).
     pub egress: portcullis_netpolicy::EgressConfig,
+    /// Secrets for upstreams and providers, referenced by name elsewhere in the configuration.
+    pub secrets: crate::secrets::SecretsConfig,
     /// The file this configuration was read from (not a key: set by [`load`]).
     #[serde(skip)]
     #[schemars(skip)]
@@ -428,6 +430,14 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         })
     };
 
+    for name in config.secrets.env.keys() {
+        if !crate::secrets::is_valid_name(name) {
+            issue(
+                format!("secrets.env.{name}"),
+                "a secret name has 1-64 characters among letters, digits, `_`, `-` and `.`".into(),
+            );
+        }
+    }
     if config.server.bind.parse::<SocketAddr>().is_err() {
         issue(
             "server.bind".into(),

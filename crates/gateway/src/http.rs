@@ -41,6 +41,8 @@ pub struct AppParts {
     pub policy: Arc<crate::policy::PolicyRuntime>,
     /// Egress policy, leases and resolver, shared with the proxy and the DNS guard.
     pub egress: Arc<crate::egress::EgressState>,
+    /// Secrets held for upstreams and providers, and the redactor over their values.
+    pub secrets: Arc<crate::secrets::Secrets>,
 }
 
 impl AppState {

@@ -22,6 +22,7 @@ pub mod identity;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod secrets;
 pub mod server;
 #[cfg(test)]
 mod testing;

@@ -76,6 +76,8 @@ pub enum ServeError {
     Policy(String),
     #[error("{0}")]
     Egress(crate::egress::EgressStartError),
+    #[error("{0}")]
+    Secrets(crate::secrets::SecretsError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
     #[error("the ledger could not be flushed at shutdown: {0}")]
@@ -91,6 +93,20 @@ pub fn resolve_data_dir(flag: Option<&Path>, env: &BTreeMap<String, String>) -> 
                 .map(PathBuf::from)
         })
         .unwrap_or_else(|| PathBuf::from("portcullis-data"))
+}
+
+/// Loads `[secrets]`: the secrets file (resolved against the configuration's directory) and the
+/// environment variables `secrets.env` names.
+pub fn load_secrets(config: &Config) -> Result<crate::secrets::Secrets, ServeError> {
+    let file = config
+        .secrets
+        .file
+        .as_deref()
+        .map(|path| crate::config::policy::resolve_path(config, path));
+    crate::secrets::Secrets::load(&config.secrets, file.as_deref(), &|var| {
+        std::env::var(var).ok()
+    })
+    .map_err(ServeError::Secrets)
 }
 
 /// Whether an admin token is configured (clear or hashed, from the file or the environment).
@@ -162,6 +178,8 @@ pub async fn serve(
         .map_err(ServeError::Egress)?,
     );
 
+    let secrets = Arc::new(load_secrets(&config)?);
+
     let metrics = Metrics::new();
     let events = Events::new(Arc::clone(&store), metrics.clone());
     let state = AppState::new(AppParts {
@@ -174,6 +192,7 @@ pub async fn serve(
         clock: Arc::clone(&options.clock),
         policy,
         egress,
+        secrets,
     });
 
     let listener = TcpListener::bind(bind)

@@ -57,6 +57,7 @@ pub async fn gateway_in(config: Config, dir: tempfile::TempDir) -> TestGateway {
         metrics,
         clock: clock.clone(),
         policy: Arc::new(policy),
+        secrets: Arc::new(crate::secrets::Secrets::default()),
         egress: Arc::new(crate::egress::EgressState::new(
             portcullis_netpolicy::EgressConfig::default(),
             portcullis_netpolicy::EgressPolicy::from_config(

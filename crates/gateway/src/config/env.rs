@@ -13,6 +13,7 @@ const SECTIONS: &[&str] = &[
     "observability",
     "capsules",
     "egress",
+    "secrets",
 ];
 
 const PREFIX: &str = "PORTCULLIS_";
