@@ -13,6 +13,7 @@ mod agent;
 mod capsule;
 mod config_cmd;
 mod egress;
+mod fixture;
 mod ledger;
 mod pii;
 mod policy;
@@ -56,6 +57,9 @@ enum Command {
     /// Grant, list and revoke egress leases on a running gateway.
     #[command(subcommand)]
     Lease(egress::LeaseCommand),
+    /// Serve the project's MCP test server (tests, demo and benchmarks).
+    #[command(hide = true)]
+    FixtureServer(fixture::FixtureArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Egress(cmd) => egress::run(cmd),
         Command::Lease(cmd) => egress::run_lease(cmd),
+        Command::FixtureServer(args) => fixture::run(args),
     };
     match result {
         Ok(code) => code,

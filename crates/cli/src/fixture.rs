@@ -1,0 +1,73 @@
+//! `portcullis fixture-server`: the project's MCP test server (hidden; for tests, demo, benchmarks).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use portcullis_mcp_fixture::{Fixture, FixtureOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::print_line;
+
+#[derive(Debug, Args)]
+pub struct FixtureArgs {
+    /// Serve Streamable HTTP on this address (port 0 picks one) instead of stdio; prints
+    /// `{"event":"listening","http":ADDR}` once listening.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// Serve one session on stdin/stdout (the default).
+    #[arg(long, conflicts_with = "http")]
+    pub stdio: bool,
+    /// The directory `read_file` is confined to.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Append every received tools/call as one JSON line to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Change `echo`'s description after N tools/list calls.
+    #[arg(long, value_name = "N")]
+    pub rug_pull_after: Option<u64>,
+    /// Also serve the MCP conformance suite's tools, prompts and resources.
+    #[arg(long)]
+    pub conformance: bool,
+}
+
+pub fn run(args: FixtureArgs) -> anyhow::Result<ExitCode> {
+    let fixture = Fixture::new(FixtureOptions {
+        root: args.root,
+        record: args.record,
+        rug_pull_after: args.rug_pull_after,
+        conformance: args.conformance,
+        clock: Arc::new(portcullis_core::SystemClock),
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match args.http {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?;
+                let local = listener.local_addr()?;
+                print_line(
+                    &serde_json::json!({ "event": "listening", "http": local }).to_string(),
+                )?;
+                let shutdown = CancellationToken::new();
+                let on_signal = shutdown.clone();
+                tokio::spawn(async move {
+                    portcullis_gateway::server::shutdown_signal().await;
+                    on_signal.cancel();
+                });
+                portcullis_mcp_fixture::serve_http(listener, fixture, shutdown).await?;
+            }
+            None => portcullis_mcp_fixture::serve_stdio(fixture).await?,
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
