@@ -239,6 +239,25 @@ the pipeline's request:
 Only `subject.agent` and `action` are required. `resource` defaults to the key's tail
 (`github.create_issue`), `risk` to `low` (`low|medium|high|critical`). The time is the gateway's
 clock, or `--at`. Arguments are never logged.
+
+## Operating the policy
+
+Every route below is an admin route (admin token, admin rate limit) and answers errors in the
+`{"error":{"code","message"}}` envelope.
+
+| surface | what it does | events |
+|---|---|---|
+| `POST /admin/policy/explain` | the decision for one request (body above): `{decision, layer, rule, reason, report}`; changes nothing | none |
+| `portcullis policy eval --config FILE --request REQUEST.json [--at RFC3339]` | the same answer offline, from a configuration file and the same code path | none |
+| `POST /admin/policy/reload`, `SIGHUP` | re-reads the configuration's `[policy]`, `[[contracts]]` and Cedar files; a load error answers 422 `config_invalid` naming file and line, and the previous policy keeps serving | `policy.reloaded`, `policy.reload_failed` |
+| `GET /admin/contracts` | every contract with its `origin` (`config` or `admin`) and whether it is `active` now | none |
+| `POST /admin/contracts` | adds or replaces a run-time contract (JSON as in the TOML above); stored, so it survives restarts; 409 `conflict` when an active immutable contract would be weakened | `contract.created`, `contract.replaced` |
+| `DELETE /admin/contracts/{id}` | removes a run-time contract; 409 while an immutable one is active, 404 when unknown | `contract.deleted` |
+
+Each decision of the pipeline's gate stage is a `policy.decision` event with the gate key, layer,
+rule and any reported deny; never the resource's arguments. A reload swaps the engine atomically:
+a decision in flight finishes on the engine it started with, and the next one sees the new engine,
+so no request is decided by a half-loaded policy.
 "#;
 
 const POLICY_CEDAR: &str = r#"

@@ -223,6 +223,68 @@ async fn reload_swaps_a_good_policy_and_keeps_the_old_one_on_failure() {
     assert!(kinds.contains(&"policy.reloaded".to_owned()), "{kinds:?}");
 }
 
+/// Decisions keep flowing while the policy is reloaded underneath them: every answer comes whole
+/// from either the old or the new policy, never an error, and once the last reload returns, every
+/// decision sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_concurrent_decisions_answers_from_one_whole_policy() {
+    let gw = std::sync::Arc::new(setup().await);
+    let cedar_path = gw.dir.path().join("base.cedar");
+    let deciders: Vec<_> = (0..8)
+        .map(|_| {
+            let gw = std::sync::Arc::clone(&gw);
+            tokio::spawn(async move {
+                let body = request("tools:call:github.delete_repo", "github.delete_repo");
+                let mut seen = BTreeMap::new();
+                for _ in 0..40 {
+                    let (status, answer) = gw
+                        .admin("POST", "/admin/policy/explain", Some(&body), &[])
+                        .await;
+                    assert_eq!(status, StatusCode::OK, "{answer}");
+                    let outcome = (
+                        answer["decision"].as_str().unwrap_or_default().to_owned(),
+                        answer["layer"].as_str().unwrap_or_default().to_owned(),
+                        answer["reason"].as_str().unwrap_or_default().to_owned(),
+                    );
+                    *seen.entry(outcome).or_insert(0u32) += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    for round in 0..10 {
+        let cedar = if round % 2 == 0 { "" } else { CEDAR };
+        std::fs::write(&cedar_path, cedar).unwrap();
+        let (status, answer) = gw.admin("POST", "/admin/policy/reload", None, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        tokio::task::yield_now().await;
+    }
+    let allowed = (
+        "allow".to_owned(),
+        "allowlist".to_owned(),
+        "allowlist_allowed".to_owned(),
+    );
+    let forbidden = (
+        "deny".to_owned(),
+        "cedar".to_owned(),
+        "cedar_forbidden".to_owned(),
+    );
+    for decider in deciders {
+        for (outcome, _) in decider.await.unwrap() {
+            assert!(
+                outcome == allowed || outcome == forbidden,
+                "an answer from neither policy: {outcome:?}"
+            );
+        }
+    }
+    // The last reload put the forbidding file back: every decision from now on denies.
+    let body = request("tools:call:github.delete_repo", "github.delete_repo");
+    let (_, now) = gw
+        .admin("POST", "/admin/policy/explain", Some(&body), &[])
+        .await;
+    check(&now, "deny", "cedar", "cedar_forbidden");
+}
+
 #[tokio::test]
 async fn contracts_are_added_listed_guarded_and_persisted() {
     let gw = setup().await;
