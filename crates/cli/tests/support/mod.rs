@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -49,6 +51,7 @@ impl Gateway {
         let config_path = data.path().join("portcullis.toml");
         std::fs::write(&config_path, config).unwrap();
         let data_dir = data.path().join("data");
+        let stderr = std::fs::File::create(data.path().join("stderr.log")).unwrap();
         let mut child = portcullis()
             .args(["serve", "--config"])
             .arg(&config_path)
@@ -58,7 +61,7 @@ impl Gateway {
             .args(args)
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -114,6 +117,11 @@ impl Gateway {
 
     pub fn data_dir(&self) -> PathBuf {
         self.data.path().join("data")
+    }
+
+    /// Everything the gateway wrote on stderr so far (its logs).
+    pub fn stderr_log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("stderr.log")).unwrap_or_default()
     }
 
     /// The CLI pointed at this gateway.
