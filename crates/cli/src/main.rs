@@ -14,6 +14,7 @@ mod capsule;
 mod config_cmd;
 mod egress;
 mod fixture;
+mod killswitch;
 mod ledger;
 mod pii;
 mod policy;
@@ -60,6 +61,9 @@ enum Command {
     /// Serve the project's MCP test server (tests, demo and benchmarks).
     #[command(hide = true)]
     FixtureServer(fixture::FixtureArgs),
+    /// Engage or lift the kill switch on a running gateway.
+    #[command(subcommand)]
+    Killswitch(killswitch::KillswitchCommand),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Egress(cmd) => egress::run(cmd),
         Command::Lease(cmd) => egress::run_lease(cmd),
         Command::FixtureServer(args) => fixture::run(args),
+        Command::Killswitch(cmd) => killswitch::run(cmd),
     };
     match result {
         Ok(code) => code,

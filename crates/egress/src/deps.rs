@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use portcullis_core::clock::Clock;
+use portcullis_core::error::ErrorCode;
 use portcullis_netpolicy::{EgressPolicy, Lease};
 
 use crate::resolver::Resolver;
@@ -58,6 +59,14 @@ impl fmt::Debug for Credential<'_> {
 pub trait ProxyAuth: Send + Sync + fmt::Debug {
     /// The caller the credential belongs to, or `None` when it is unknown or wrong.
     async fn authenticate(&self, credential: Credential<'_>) -> Option<Caller>;
+
+    /// A registry code refusing every request of `caller` right now (the gateway's kill switch
+    /// answers `killswitch_engaged`), or `None` to go on to the egress decision. Called right
+    /// after a successful [`ProxyAuth::authenticate`].
+    async fn refusal(&self, caller: &Caller) -> Option<ErrorCode> {
+        let _ = caller;
+        None
+    }
 }
 
 /// Which surface made a decision.

@@ -124,6 +124,7 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Pro
         Surface::Http
     };
     let raw = req.uri().to_string();
+    let refused = shared.deps.auth.refusal(&caller).await;
     let mut head = RecordHead {
         connection: uuid::Uuid::new_v4().to_string(),
         surface,
@@ -137,6 +138,11 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Pro
             .map(|id| id.as_str().to_owned()),
         target: cut(&raw),
     };
+    if let Some(code) = refused {
+        // The gateway's refusal (kill switch) comes before any parsing or lookup.
+        record_denial(&shared, head, code.as_str(), Vec::new()).await;
+        return refusal(code.http_status(), code.as_str(), code.message());
+    }
     if surface == Surface::Http {
         let refused = match req.uri().scheme_str() {
             None => Some(ProxyReason::NotAProxyRequest),

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 mod duration;
 mod env;
+pub mod limits;
 mod locate;
 pub mod policy;
 mod reference;
@@ -53,6 +54,10 @@ pub struct Config {
     pub egress: portcullis_netpolicy::EgressConfig,
     /// Secrets for upstreams and providers, referenced by name elsewhere in the configuration.
     pub secrets: crate::secrets::SecretsConfig,
+    /// Call-rate limits per agent, project, tool or model (docs/BUDGETS.md).
+    pub limits: limits::LimitsConfig,
+    /// Where budget alerts are posted besides the ledger (docs/BUDGETS.md).
+    pub alerts: limits::AlertsConfig,
     /// The file this configuration was read from (not a key: set by [`load`]).
     #[serde(skip)]
     #[schemars(skip)]
@@ -576,6 +581,7 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         }
     }
     policy::validate(config, &mut issue);
+    limits::validate(config, &mut issue);
     issues
 }
 

@@ -154,6 +154,15 @@ impl ProxyAuth for IdentityProxyAuth {
             project: identified.agent.project.clone(),
         })
     }
+
+    /// The kill switch: 503 `killswitch_engaged` while it covers the caller.
+    async fn refusal(&self, caller: &Caller) -> Option<ErrorCode> {
+        self.0
+            .guardrails
+            .killswitch
+            .engaged_for(&caller.agent, caller.project.as_deref())
+            .map(|_| ErrorCode::KillswitchEngaged)
+    }
 }
 
 /// The egress ledger: a decision record and a close record per connection, as events.

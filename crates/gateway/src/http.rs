@@ -43,6 +43,8 @@ pub struct AppParts {
     pub egress: Arc<crate::egress::EgressState>,
     /// Secrets held for upstreams and providers, and the redactor over their values.
     pub secrets: Arc<crate::secrets::Secrets>,
+    /// The kill switch and rate limits.
+    pub guardrails: Arc<crate::guardrails::Guardrails>,
 }
 
 impl AppState {

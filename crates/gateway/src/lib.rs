@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod egress;
 pub mod error;
 pub mod events;
+pub mod guardrails;
 pub mod http;
 pub mod identity;
 pub mod metrics;

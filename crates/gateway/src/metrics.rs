@@ -37,6 +37,14 @@ const COUNTERS: &[(&str, &str)] = &[
         "Ledger records made durable.",
     ),
     (
+        "portcullis_alert_webhook_deliveries_total",
+        "Alert webhook deliveries, by outcome (delivered, failed after every attempt).",
+    ),
+    (
+        "portcullis_alert_webhook_dropped_total",
+        "Alerts dropped because the webhook queue was full (each is still a ledger event).",
+    ),
+    (
         "portcullis_ledger_append_failures_total",
         "Ledger appends that failed; the request that caused them was refused.",
     ),

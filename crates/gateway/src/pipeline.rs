@@ -1,8 +1,31 @@
 //! The pipeline's stages, in one place. Fronts translate their protocol into calls here and the
 //! outcome back; they never reimplement a stage.
 //!
-//! Stages present so far: `identify`, `gate`. Later stages (gate, validate, sanitize, limit, approve,
-//! execute, gate out, settle) are added here as their issues land.
+//! Stages present so far: `identify` (with the kill switch), `gate`, `limit`, `settle` and
+//! `release`. Later stages (validate, sanitize, approve, execute, gate out) are added here as their
+//! issues land.
+//!
+//! # How a front uses the stages
+//!
+//! ```text
+//! let identified = pipeline::identify(&state, &headers, &correlation).await?; // 401, 503 killswitch_engaged
+//! pipeline::gate(&state, &identified, action, resource, context, &correlation).await?;
+//! let grant = pipeline::limit(&state, &identified, &Metered::Tool { name }, &correlation).await?;
+//! // or Metered::Llm { model, input_tokens, max_output_tokens }; for LLM calls, call the model
+//! // `grant.model()` names: the soft throttle may have downgraded it.
+//! match execute(...).await {
+//!     Ok(result) => pipeline::settle(&state, grant, &Actual::Llm { input_tokens, output_tokens }, &correlation).await,
+//!     Err(_) => pipeline::release(&state, grant, &correlation).await,
+//! }
+//! ```
+//!
+//! `limit` answers 429 `rate_limited` (with `Retry-After`) as an [`ApiError`]; each front carries
+//! its code in its own envelope. A grant that is neither settled nor released (a dropped
+//! request) holds its reservation until the reservation expires.
+
+mod limit;
+
+pub use limit::{Actual, Grant, Metered, limit, release, settle};
 
 use axum::http::HeaderMap;
 use portcullis_core::request::RequestContext;
@@ -13,15 +36,20 @@ use crate::error::ApiError;
 use crate::http::AppState;
 use crate::identity::{Identified, IdentifyError};
 
-/// Stage 1, identify: authenticates the agent and reads the identity headers. A refusal is an
-/// event (`agent.auth`, deny) and an error for the front to answer.
+/// Stage 1, identify: authenticates the agent and reads the identity headers, then refuses the
+/// request while a kill switch covering the agent (globally, the agent, or its project) is
+/// engaged. A refusal is an event (`agent.auth` or `killswitch.refused`, deny) and an error for
+/// the front to answer (401, 400, or 503 `killswitch_engaged`).
 pub async fn identify(
     state: &AppState,
     headers: &HeaderMap,
     correlation: &CorrelationId,
 ) -> Result<Identified, ApiError> {
     match state.identity.identify(headers).await {
-        Ok(identified) => Ok(identified),
+        Ok(identified) => {
+            killswitch_check(state, &identified, correlation).await?;
+            Ok(identified)
+        }
         Err(err) => {
             let code = err.code();
             let mut event = Event::new("agent.auth", Decision::Deny, code.as_str())
@@ -34,6 +62,34 @@ pub async fn identify(
             Err(ApiError::new(code))
         }
     }
+}
+
+/// Refuses `identified` with 503 `killswitch_engaged` while a kill switch covers it; the refusal
+/// is a `killswitch.refused` event. Fronts that identify callers on their own (the forward proxy)
+/// call this, or [`crate::guardrails::killswitch::KillSwitch::engaged_for`], right after.
+pub async fn killswitch_check(
+    state: &AppState,
+    identified: &Identified,
+    correlation: &CorrelationId,
+) -> Result<(), ApiError> {
+    let Some(scope) = state
+        .guardrails
+        .killswitch
+        .engaged_for(&identified.agent.id, identified.subject.project.as_deref())
+    else {
+        return Ok(());
+    };
+    let code = ErrorCode::KillswitchEngaged;
+    state
+        .events
+        .emit_best_effort(
+            Event::new("killswitch.refused", Decision::Deny, code.as_str())
+                .subject(identified.agent.id.clone())
+                .correlation(correlation.as_str())
+                .data(serde_json::json!({"scope": scope.to_string()})),
+        )
+        .await;
+    Err(ApiError::new(code))
 }
 
 /// Stage 2, gate: asks the policy engine about `action` on `resource` for the identified caller.

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::admin::{AdminGuard, RateLimit};
 use crate::config::{Config, StoreBackend, parse_sha256_hex};
 use crate::events::Events;
+use crate::guardrails::alerts::{AlertSender, Webhook};
 use crate::http::{AppParts, AppState, app};
 use crate::identity::Identity;
 use crate::metrics::Metrics;
@@ -182,6 +183,42 @@ pub async fn serve(
 
     let metrics = Metrics::new();
     let events = Events::new(Arc::clone(&store), metrics.clone());
+    let alerts = match &config.alerts {
+        alerts if alerts.webhook_url.is_empty() => AlertSender::disabled(),
+        alerts => {
+            let secret = secrets
+                .require(&alerts.webhook_secret)
+                .map_err(ServeError::Secrets)?;
+            AlertSender::start(
+                Webhook {
+                    url: alerts.webhook_url.clone(),
+                    secret: secret.expose().as_bytes().to_vec(),
+                    timeout: alerts.webhook_timeout.as_std(),
+                    attempts: alerts.webhook_attempts,
+                    backoff: alerts.webhook_backoff.as_std(),
+                },
+                events.clone(),
+                metrics.clone(),
+            )
+        }
+    };
+    let guardrails = Arc::new(crate::guardrails::Guardrails::new(
+        &config,
+        Arc::clone(&options.clock),
+        alerts,
+    ));
+    let engaged = guardrails
+        .killswitch
+        .restore(store.as_ref())
+        .await
+        .map_err(|source| ServeError::Store {
+            dir: options.data_dir.clone(),
+            source,
+        })?;
+    if engaged > 0 {
+        tracing::warn!(engaged, "kill switch engaged from the store");
+    }
+
     let state = AppState::new(AppParts {
         identity: Identity::new(&config.agents, Arc::clone(&store)),
         admin: AdminGuard::new(Some(admin_token), rate_limit, options.debug),
@@ -193,6 +230,7 @@ pub async fn serve(
         policy,
         egress,
         secrets,
+        guardrails: Arc::clone(&guardrails),
     });
 
     let listener = TcpListener::bind(bind)
@@ -223,6 +261,7 @@ pub async fn serve(
     }
     spawn_reload_on_hangup(state.clone());
     spawn_capsule_sweep(state.clone());
+    tokio::spawn(crate::guardrails::sweep(guardrails));
 
     tokio::spawn(async move {
         shutdown.await;

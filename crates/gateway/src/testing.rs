@@ -44,6 +44,12 @@ pub async fn gateway_in(config: Config, dir: tempfile::TempDir) -> TestGateway {
         .await
         .unwrap();
     let metrics = Metrics::new();
+    let guardrails = crate::guardrails::Guardrails::new(
+        &config,
+        clock.clone(),
+        crate::guardrails::alerts::AlertSender::disabled(),
+    );
+    guardrails.killswitch.restore(store.as_ref()).await.unwrap();
     let state = AppState::new(AppParts {
         identity: Identity::new(&config.agents, Arc::clone(&store)),
         admin: AdminGuard::new(
@@ -69,6 +75,7 @@ pub async fn gateway_in(config: Config, dir: tempfile::TempDir) -> TestGateway {
             )),
             clock.clone(),
         )),
+        guardrails: Arc::new(guardrails),
     });
     TestGateway {
         state,

@@ -51,7 +51,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<StoredAgent>, StoreError>;
     /// Every stored agent, ordered by id.
     async fn list_agents(&self) -> Result<Vec<StoredAgent>, StoreError>;
-    /// Inserts or replaces the policy record `kind`/`id` (a contract's JSON, a capsule's token).
+    /// Inserts or replaces the policy record `kind`/`id` (a contract's JSON, a capsule's token, an
+    /// engaged kill switch).
     async fn put_policy_record(
         &self,
         kind: PolicyRecordKind,
@@ -78,6 +79,8 @@ pub enum PolicyRecordKind {
     Contract,
     /// An adopted capsule, as its token (re-verified at start-up).
     Capsule,
+    /// An engaged kill switch, keyed by its scope (`global`, `agent:<id>`, `project:<p>`), as JSON.
+    KillSwitch,
 }
 
 impl PolicyRecordKind {
@@ -85,6 +88,7 @@ impl PolicyRecordKind {
         match self {
             PolicyRecordKind::Contract => "contract",
             PolicyRecordKind::Capsule => "capsule",
+            PolicyRecordKind::KillSwitch => "killswitch",
         }
     }
 }

@@ -47,7 +47,24 @@ impl Gateway {
 
     /// Starts with extra `serve` arguments and environment variables.
     pub async fn start_with(config: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let data = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), config, args, envs).await
+    }
+
+    /// Stops this gateway (SIGTERM) and starts a new one on the same data dir.
+    pub async fn restart(mut self, config: &str, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        assert!(self.terminate().success());
+        let data = std::mem::replace(&mut self.data, tempfile::tempdir().unwrap());
+        drop(self);
+        Self::start_in(data, config, args, envs).await
+    }
+
+    /// Starts in `data` (a data dir of an earlier run is kept).
+    pub async fn start_in(
+        data: tempfile::TempDir,
+        config: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let config_path = data.path().join("portcullis.toml");
         std::fs::write(&config_path, config).unwrap();
         let data_dir = data.path().join("data");

@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/agents/{id}", delete(delete_agent))
         .merge(crate::egress::admin_router())
         .merge(crate::admin::policy_routes::router())
+        .merge(crate::guardrails::killswitch::admin_router())
         .layer(middleware::from_fn_with_state(state, authenticate))
 }
 

@@ -14,6 +14,8 @@ const SECTIONS: &[&str] = &[
     "capsules",
     "egress",
     "secrets",
+    "limits",
+    "alerts",
 ];
 
 const PREFIX: &str = "PORTCULLIS_";
