@@ -20,6 +20,7 @@ fn domains() -> Vec<(&'static str, &'static [ReasonInfo])> {
         ("Egress proxy and DNS guard", portcullis_egress::REASONS),
         ("Sanitizer", portcullis_sanitize::REASONS),
         ("Store", portcullis_store::REASONS),
+        ("Budget", portcullis_budget::REASONS),
         ("Ledger verification", portcullis_ledger::REASONS),
     ]
 }

@@ -108,6 +108,8 @@ pub enum CorruptError {
     Seq { seq: i64 },
     #[error("agent `{id}` has an unreadable column `{column}`")]
     Agent { id: String, column: &'static str },
+    #[error("a row of `{table}` in budgets.db does not decode")]
+    BudgetRow { table: &'static str },
     #[error("key file {path} is not a hex ed25519 key")]
     KeyFile { path: PathBuf },
 }

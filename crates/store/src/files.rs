@@ -11,6 +11,8 @@ use rand_core::OsRng;
 use crate::error::{CorruptError, FileError, InsecureError, StoreError};
 
 pub(crate) const DB_FILE: &str = "portcullis.db";
+/// Budget counters and reservations, in their own file (see `sqlite_budget`).
+pub(crate) const BUDGET_DB_FILE: &str = "budgets.db";
 pub(crate) const NODE_KEY_FILE: &str = "node.key";
 pub(crate) const NODE_PUB_FILE: &str = "node.pub";
 

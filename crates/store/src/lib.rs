@@ -7,6 +7,10 @@
 //! Invariants:
 //! - An append is acknowledged only after the transaction holding it is durable
 //!   (`synchronous = FULL`); concurrent appends share one transaction (group commit).
+//! - Budget counters are authoritative in memory under one lock (atomic check-and-reserve) and
+//!   persisted to `budgets.db` (WAL, `synchronous = NORMAL`) by their own writer with group
+//!   commit; a budget call that changes state is answered only after its commit, and changes
+//!   commit in the order the counters made them.
 //! - Ledger rows hold the exact bytes `portcullis-ledger` encoded; the hash covers those bytes.
 //! - seqs are dense from 1; one writer thread assigns them, so there is no second writer.
 //! - The data dir is created 0700 and every file in it 0600; permissions are never widened.
@@ -15,9 +19,17 @@ pub mod error;
 mod files;
 mod schema;
 pub mod sqlite;
+mod sqlite_budget;
+mod sqlite_budget_writer;
 mod sqlite_writer;
 pub mod verify_dir;
 
+use jiff::Timestamp;
+use portcullis_budget::threshold::AlertTier;
+use portcullis_budget::{
+    AccountSnapshot, Amounts, BudgetMode, LineUsage, Meter, Reservation, ReservationId,
+    ReserveOutcome, Settlement,
+};
 use portcullis_core::error::ReasonInfo;
 use portcullis_core::{ErrorCode, Event};
 use portcullis_ledger::LedgerRecord;
@@ -70,6 +82,69 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         kind: PolicyRecordKind,
     ) -> Result<Vec<(String, String)>, StoreError>;
+
+    // Budgets (docs/BUDGETS.md). Meters come from `portcullis_budget::ScopeLine::meter`; every
+    // method answers from the authoritative in-memory counters and, when it changes them,
+    // returns only after the change is committed.
+
+    /// Reserves `amounts` in every meter in one atomic step. In `enforce` mode it answers
+    /// [`ReserveOutcome::Exceeded`], changing nothing, when in ANY meter spent + reserved +
+    /// amount would pass the limit; otherwise [`ReserveOutcome::Reserved`] with each line's
+    /// usage before and the amount added (in `report` mode lines may be over: check
+    /// `LineUsage::exceeds`). The reservation lives until settled, released, or released by
+    /// [`Store::budget_release_expired`] at or after `expires_at`.
+    async fn budget_reserve(
+        &self,
+        meters: Vec<Meter>,
+        amounts: Amounts,
+        expires_at: Timestamp,
+        mode: BudgetMode,
+    ) -> Result<ReserveOutcome, StoreError>;
+    /// Replaces reservation `id` by the actual amounts, recorded in full even when higher than
+    /// reserved (`SettledHold::overage` reports the excess). [`StoreError::NotFound`] when the
+    /// reservation is gone (settled, released, expired): record the spend with
+    /// [`Store::budget_charge`] then.
+    async fn budget_settle(
+        &self,
+        id: ReservationId,
+        actual: Amounts,
+    ) -> Result<Settlement, StoreError>;
+    /// Drops reservation `id` without spend (the request failed); [`StoreError::NotFound`] when
+    /// it is gone.
+    async fn budget_release(&self, id: ReservationId) -> Result<Reservation, StoreError>;
+    /// Releases every reservation whose `expires_at` is at or before `now` and returns them, so
+    /// the caller can record an event for each (also at start-up: reservations of a previous
+    /// run are loaded live and released here once expired).
+    async fn budget_release_expired(&self, now: Timestamp) -> Result<Vec<Reservation>, StoreError>;
+    /// Records `amounts` in every meter without a check or reservation; returns the lines as
+    /// they were before. For spend that happened anyway.
+    async fn budget_charge(
+        &self,
+        meters: Vec<Meter>,
+        amounts: Amounts,
+    ) -> Result<Vec<LineUsage>, StoreError>;
+    /// The meters' current spend and holds (amount 0).
+    async fn budget_usage(&self, meters: Vec<Meter>) -> Result<Vec<LineUsage>, StoreError>;
+    /// Every account with spend or holds, for the admin view.
+    async fn budget_accounts(&self) -> Result<Vec<AccountSnapshot>, StoreError>;
+    /// Live reservations, ordered by expiry.
+    async fn budget_reservations(&self) -> Result<Vec<Reservation>, StoreError>;
+    /// Marks alert `tier` fired for the line `key` in `window` (`WindowSpan::key`); `true` only
+    /// the first time, so each tier fires once per key per window.
+    async fn budget_mark_alert(
+        &self,
+        key: &str,
+        window: &str,
+        tier: AlertTier,
+    ) -> Result<bool, StoreError>;
+    /// Pauses new sessions under `key` until `until` (the window's reset) or an unpause.
+    async fn budget_pause(&self, key: &str, until: Option<Timestamp>) -> Result<(), StoreError>;
+    /// Lifts a pause; `false` when `key` was not paused.
+    async fn budget_unpause(&self, key: &str) -> Result<bool, StoreError>;
+    /// Whether `key` is paused at `now`.
+    async fn budget_is_paused(&self, key: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// Every pause as `(key, until)`, ordered by key (including lapsed ones).
+    async fn budget_pauses(&self) -> Result<Vec<(String, Option<Timestamp>)>, StoreError>;
 }
 
 /// What a policy record holds.

@@ -46,13 +46,58 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
+/// Migrations of `budgets.db`, the budget counters' own file (same rules as [`MIGRATIONS`]).
+/// INVARIANT (append-only-migrations): never edit a shipped entry; add a new number instead.
+pub(crate) const BUDGET_MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE budget_meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE budget_spend (
+        account TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        day TEXT NOT NULL,
+        amount INTEGER NOT NULL,
+        PRIMARY KEY (account, unit, day)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE budget_reservations (
+        id INTEGER PRIMARY KEY,
+        expires_at TEXT NOT NULL,
+        holds TEXT NOT NULL
+    ) STRICT;
+    CREATE TABLE budget_alerts (
+        key TEXT NOT NULL,
+        window_key TEXT NOT NULL,
+        tier TEXT NOT NULL,
+        PRIMARY KEY (key, window_key, tier)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE budget_pauses (
+        key TEXT PRIMARY KEY,
+        until TEXT
+    ) STRICT;",
+)];
+
 /// The newest schema version this build knows.
+#[cfg(test)]
 pub(crate) fn latest_version() -> i64 {
-    MIGRATIONS.last().map_or(0, |(version, _)| *version)
+    latest_of(MIGRATIONS)
+}
+
+fn latest_of(migrations: &[(i64, &str)]) -> i64 {
+    migrations.last().map_or(0, |(version, _)| *version)
 }
 
 /// Brings the database up to [`latest_version`]; refuses a database from a newer build.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_with(conn, MIGRATIONS)
+}
+
+/// Brings a database up to the last of `migrations`; refuses one from a newer build.
+pub(crate) fn migrate_with(
+    conn: &mut Connection,
+    migrations: &[(i64, &str)],
+) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version INTEGER PRIMARY KEY,
@@ -68,13 +113,13 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .map_err(unavailable("read schema version"))?
         .flatten()
         .unwrap_or(0);
-    if current > latest_version() {
+    if current > latest_of(migrations) {
         return Err(StoreError::SchemaTooNew {
             found: current,
-            supported: latest_version(),
+            supported: latest_of(migrations),
         });
     }
-    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+    for (version, sql) in migrations.iter().filter(|(version, _)| *version > current) {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(unavailable("begin migration"))?;
@@ -96,9 +141,14 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_in_order_and_idempotent() {
-        let numbers: Vec<i64> = MIGRATIONS.iter().map(|(n, _)| *n).collect();
-        let expected: Vec<i64> = (1..=numbers.len() as i64).collect();
-        assert_eq!(numbers, expected);
+        for migrations in [MIGRATIONS, BUDGET_MIGRATIONS] {
+            let numbers: Vec<i64> = migrations.iter().map(|(n, _)| *n).collect();
+            let expected: Vec<i64> = (1..=numbers.len() as i64).collect();
+            assert_eq!(numbers, expected);
+            let mut conn = Connection::open_in_memory().unwrap();
+            migrate_with(&mut conn, migrations).unwrap();
+            migrate_with(&mut conn, migrations).unwrap();
+        }
         let mut conn = Connection::open_in_memory().unwrap();
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();

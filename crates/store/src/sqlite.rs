@@ -6,6 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use jiff::Timestamp;
+use portcullis_budget::threshold::AlertTier;
+use portcullis_budget::{
+    AccountSnapshot, Amounts, BudgetMode, LineUsage, Meter, Reservation, ReservationId,
+    ReserveOutcome, Settlement,
+};
 use portcullis_core::{Clock, Event};
 use portcullis_ledger::{BodyTemplate, LedgerRecord, decode_record, verify_checkpoint};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -13,6 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{BackendError, CorruptError, StoreError, sqlite_error};
 use crate::files::{DB_FILE, ensure_data_dir, ensure_private_file, load_or_create_node_key};
+use crate::sqlite_budget::SqliteBudgets;
 use crate::sqlite_writer::{self, Command, DEFAULT_MAX_BATCH, Writer, WriterState, refused};
 use crate::{AppendReceipt, MAX_PAGE, PolicyRecordKind, Store, StoredAgent, schema};
 
@@ -39,7 +46,8 @@ impl SqliteOptions {
     }
 }
 
-/// The embedded store in `<data dir>/portcullis.db`.
+/// The embedded store in `<data dir>/portcullis.db`, with budget counters in
+/// `<data dir>/budgets.db`.
 ///
 /// Dropping it stops the writer thread after it wrote a last checkpoint.
 #[derive(Debug)]
@@ -49,6 +57,7 @@ pub struct SqliteStore {
     commands: Option<Sender<Command>>,
     writer: Option<JoinHandle<()>>,
     reader: Arc<Mutex<Connection>>,
+    budgets: SqliteBudgets,
 }
 
 impl SqliteStore {
@@ -79,6 +88,7 @@ impl SqliteStore {
             }
         }
         let reader = open_connection(&db_path)?;
+        let budgets = SqliteBudgets::open(data_dir)?;
 
         let (head_seq, head_hash) = read_head(&conn)?;
         let public_key = key.verifying_key();
@@ -112,6 +122,7 @@ impl SqliteStore {
             commands: Some(commands),
             writer: Some(handle),
             reader: Arc::new(Mutex::new(reader)),
+            budgets,
         })
     }
 
@@ -157,7 +168,9 @@ impl Drop for SqliteStore {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        if self.writer.as_ref().is_none_or(JoinHandle::is_finished) {
+        if self.writer.as_ref().is_none_or(JoinHandle::is_finished)
+            || !self.budgets.writer_running()
+        {
             return Err(writer_stopped());
         }
         self.read(|conn| {
@@ -298,6 +311,78 @@ impl Store for SqliteStore {
             Ok(records)
         })
         .await
+    }
+    async fn budget_reserve(
+        &self,
+        meters: Vec<Meter>,
+        amounts: Amounts,
+        expires_at: Timestamp,
+        mode: BudgetMode,
+    ) -> Result<ReserveOutcome, StoreError> {
+        self.budgets
+            .reserve(meters, amounts, expires_at, mode)
+            .await
+    }
+
+    async fn budget_settle(
+        &self,
+        id: ReservationId,
+        actual: Amounts,
+    ) -> Result<Settlement, StoreError> {
+        self.budgets.settle(id, actual).await
+    }
+
+    async fn budget_release(&self, id: ReservationId) -> Result<Reservation, StoreError> {
+        self.budgets.release(id).await
+    }
+
+    async fn budget_release_expired(&self, now: Timestamp) -> Result<Vec<Reservation>, StoreError> {
+        self.budgets.release_expired(now).await
+    }
+
+    async fn budget_charge(
+        &self,
+        meters: Vec<Meter>,
+        amounts: Amounts,
+    ) -> Result<Vec<LineUsage>, StoreError> {
+        self.budgets.charge(meters, amounts).await
+    }
+
+    async fn budget_usage(&self, meters: Vec<Meter>) -> Result<Vec<LineUsage>, StoreError> {
+        Ok(self.budgets.usage(&meters))
+    }
+
+    async fn budget_accounts(&self) -> Result<Vec<AccountSnapshot>, StoreError> {
+        Ok(self.budgets.accounts())
+    }
+
+    async fn budget_reservations(&self) -> Result<Vec<Reservation>, StoreError> {
+        Ok(self.budgets.reservations())
+    }
+
+    async fn budget_mark_alert(
+        &self,
+        key: &str,
+        window: &str,
+        tier: AlertTier,
+    ) -> Result<bool, StoreError> {
+        self.budgets.mark_alert(key, window, tier).await
+    }
+
+    async fn budget_pause(&self, key: &str, until: Option<Timestamp>) -> Result<(), StoreError> {
+        self.budgets.pause(key, until).await
+    }
+
+    async fn budget_unpause(&self, key: &str) -> Result<bool, StoreError> {
+        self.budgets.unpause(key).await
+    }
+
+    async fn budget_is_paused(&self, key: &str, now: Timestamp) -> Result<bool, StoreError> {
+        Ok(self.budgets.is_paused(key, now))
+    }
+
+    async fn budget_pauses(&self) -> Result<Vec<(String, Option<Timestamp>)>, StoreError> {
+        Ok(self.budgets.pauses())
     }
 }
 

@@ -284,6 +284,9 @@ async fn permissions_are_private() {
         "portcullis.db",
         "portcullis.db-wal",
         "portcullis.db-shm",
+        "budgets.db",
+        "budgets.db-wal",
+        "budgets.db-shm",
         "node.key",
         "node.pub",
     ] {
