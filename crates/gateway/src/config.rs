@@ -17,6 +17,7 @@ mod duration;
 mod env;
 pub mod limits;
 mod locate;
+pub mod mcp;
 pub mod policy;
 mod reference;
 
@@ -58,6 +59,10 @@ pub struct Config {
     pub limits: limits::LimitsConfig,
     /// Where budget alerts are posted besides the ledger (docs/BUDGETS.md).
     pub alerts: limits::AlertsConfig,
+    /// MCP servers Portcullis fronts at `/mcp` (docs/MCP.md). Only configured upstreams exist.
+    pub upstreams: Vec<mcp::UpstreamConfig>,
+    /// The MCP catalog: tool naming, pin mode and argument rules.
+    pub tools: mcp::ToolsConfig,
     /// The file this configuration was read from (not a key: set by [`load`]).
     #[serde(skip)]
     #[schemars(skip)]
@@ -582,6 +587,7 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
     }
     policy::validate(config, &mut issue);
     limits::validate(config, &mut issue);
+    mcp::validate(config, &mut issue);
     issues
 }
 

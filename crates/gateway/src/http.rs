@@ -45,6 +45,8 @@ pub struct AppParts {
     pub secrets: Arc<crate::secrets::Secrets>,
     /// The kill switch and rate limits.
     pub guardrails: Arc<crate::guardrails::Guardrails>,
+    /// MCP upstreams, pins and the catalog behind `/mcp`.
+    pub mcp: Arc<crate::mcp::McpRuntime>,
 }
 
 impl AppState {
@@ -71,6 +73,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/whoami", get(whoami))
         .merge(crate::egress::agent_router())
+        .merge(crate::mcp::router(state.clone()))
         .nest("/admin", crate::admin::routes::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

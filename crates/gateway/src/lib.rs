@@ -20,6 +20,7 @@ pub mod events;
 pub mod guardrails;
 pub mod http;
 pub mod identity;
+pub mod mcp;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

@@ -79,6 +79,8 @@ pub enum ServeError {
     Egress(crate::egress::EgressStartError),
     #[error("{0}")]
     Secrets(crate::secrets::SecretsError),
+    #[error("the MCP upstreams cannot start: {0}")]
+    Mcp(crate::mcp::McpStartError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
     #[error("the ledger could not be flushed at shutdown: {0}")]
@@ -181,6 +183,14 @@ pub async fn serve(
 
     let secrets = Arc::new(load_secrets(&config)?);
 
+    let mcp = Arc::new(
+        crate::mcp::McpRuntime::start(&config, &secrets, store.as_ref(), &|var| {
+            std::env::var(var).ok()
+        })
+        .await
+        .map_err(ServeError::Mcp)?,
+    );
+
     let metrics = Metrics::new();
     let events = Events::new(Arc::clone(&store), metrics.clone());
     let alerts = match &config.alerts {
@@ -231,7 +241,9 @@ pub async fn serve(
         egress,
         secrets,
         guardrails: Arc::clone(&guardrails),
+        mcp: Arc::clone(&mcp),
     });
+    crate::mcp::spawn_watchers(&state);
 
     let listener = TcpListener::bind(bind)
         .await
@@ -286,6 +298,7 @@ pub async fn serve(
             Ok(())
         }
     };
+    mcp.shutdown();
     events
         .emit_best_effort(Event::new("gateway.stopped", Decision::Info, "ok"))
         .await;

@@ -156,6 +156,8 @@ pub enum PolicyRecordKind {
     Capsule,
     /// An engaged kill switch, keyed by its scope (`global`, `agent:<id>`, `project:<p>`), as JSON.
     KillSwitch,
+    /// A tool pin (`<upstream>.<tool>` -> hashes), as JSON.
+    ToolPin,
 }
 
 impl PolicyRecordKind {
@@ -164,6 +166,7 @@ impl PolicyRecordKind {
             PolicyRecordKind::Contract => "contract",
             PolicyRecordKind::Capsule => "capsule",
             PolicyRecordKind::KillSwitch => "killswitch",
+            PolicyRecordKind::ToolPin => "tool_pin",
         }
     }
 }

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/agents", get(list_agents).post(create_agent))
         .route("/agents/{id}", delete(delete_agent))
         .merge(crate::egress::admin_router())
+        .merge(crate::mcp::admin::router())
         .merge(crate::admin::policy_routes::router())
         .merge(crate::guardrails::killswitch::admin_router())
         .layer(middleware::from_fn_with_state(state, authenticate))

@@ -1,0 +1,743 @@
+//! The MCP front: `/mcp` (rmcp Streamable HTTP) in front of the configured upstreams.
+//!
+//! Every request is identified (no token: 401 with `WWW-Authenticate`, nothing reaches an
+//! upstream) and its `Origin` checked (foreign: 403) before rmcp sees it; rmcp validates the
+//! protocol headers and body. `tools/list` is built per agent from the live catalog filtered by
+//! policy; `tools/call` runs identify -> gate in -> validate -> limit -> execute -> gate out
+//! (secret redaction) -> ledger. A tool an agent may not call answers exactly like a missing one.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use portcullis_core::request::RequestContext;
+use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, GateKey};
+use portcullis_mcp::{
+    ArgumentRules, Backoff, Catalog, CatalogTool, Drift, Pin, PinMode, PrefixMode, Redactor,
+    TransportSpec, Upstream, UpstreamError, UpstreamSpec,
+};
+use portcullis_store::PolicyRecordKind;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext as McpContext;
+use rmcp::transport::streamable_http_server::StreamableHttpService;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::tower::StreamableHttpServerConfig;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use tokio::sync::Mutex;
+
+use crate::config::Config;
+use crate::config::mcp::{PinModeConfig, PrefixConfig, rule_specs};
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::identity::Identified;
+use crate::secrets::Secrets;
+
+pub mod admin;
+
+/// The message of the one error both a missing and a denied tool answer with.
+pub const UNKNOWN_TOOL: &str = "Unknown tool.";
+
+/// The MCP runtime: upstreams, their last listings, pins and the catalog in service.
+#[derive(Debug)]
+pub struct McpRuntime {
+    upstreams: Vec<Arc<Upstream>>,
+    prefix: PrefixMode,
+    pin_mode: PinMode,
+    rules: ArgumentRules,
+    redactor: Arc<Redactor>,
+    /// The last tool listing of each upstream (kept while it is down, so calls fail with
+    /// `upstream_failed` rather than as unknown tools).
+    listings: Mutex<BTreeMap<String, Vec<serde_json::Value>>>,
+    pins: Mutex<BTreeMap<String, Pin>>,
+    catalog: RwLock<Arc<Catalog>>,
+}
+
+/// Why the MCP runtime did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum McpStartError {
+    #[error("upstream `{upstream}`: {source}")]
+    Secret {
+        upstream: String,
+        source: crate::secrets::SecretsError,
+    },
+    #[error("tools.rules: {0}")]
+    Rules(#[from] portcullis_mcp::rules::RuleError),
+    #[error("the secret redactor could not be built: {0}")]
+    Redactor(#[from] portcullis_mcp::redact::RedactError),
+    #[error("cannot read stored tool pins: {0}")]
+    Store(#[from] portcullis_store::StoreError),
+    #[error("stored tool pin `{0}` is not valid JSON")]
+    BadPin(String),
+}
+
+impl McpRuntime {
+    /// A runtime with no upstreams (tests and gateways without `[[upstreams]]`).
+    pub fn empty() -> Self {
+        Self {
+            upstreams: Vec::new(),
+            prefix: PrefixMode::Always,
+            pin_mode: PinMode::Strict,
+            rules: ArgumentRules::default(),
+            redactor: Arc::new(Redactor::new(Vec::<String>::new()).unwrap_or_else(|_| {
+                // INVARIANT (redactor-builds): an empty matcher with the built-in detectors
+                // always builds; this branch is unreachable in practice.
+                unreachable_redactor()
+            })),
+            listings: Mutex::new(BTreeMap::new()),
+            pins: Mutex::new(BTreeMap::new()),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+        }
+    }
+
+    /// Builds the runtime from `config`, resolving each upstream's secrets, loading the stored
+    /// pins and starting one supervisor per enabled upstream.
+    pub async fn start(
+        config: &Config,
+        secrets: &Secrets,
+        store: &dyn portcullis_store::Store,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, McpStartError> {
+        let rules = ArgumentRules::compile(&rule_specs(&config.tools))?;
+        let values: Vec<String> = secrets
+            .names()
+            .filter_map(|name| secrets.get(name).map(|v| v.expose().to_owned()))
+            .collect();
+        let redactor = Arc::new(Redactor::new(values)?);
+        let mut pins = BTreeMap::new();
+        for (key, body) in store.list_policy_records(PolicyRecordKind::ToolPin).await? {
+            let pin: Pin =
+                serde_json::from_str(&body).map_err(|_| McpStartError::BadPin(key.clone()))?;
+            pins.insert(key, pin);
+        }
+        let mut specs = Vec::new();
+        for upstream in config.upstreams.iter().filter(|u| u.enabled) {
+            let secret = |name: &str| {
+                secrets
+                    .require(name)
+                    .map(|value| value.expose().to_owned())
+                    .map_err(|source| McpStartError::Secret {
+                        upstream: upstream.name.clone(),
+                        source,
+                    })
+            };
+            let transport = match (&upstream.stdio, &upstream.http) {
+                (Some(stdio), _) => {
+                    let mut child_env = Vec::new();
+                    for name in &stdio.env_allow {
+                        if let Some(value) = env(name) {
+                            child_env.push((name.clone(), value));
+                        }
+                    }
+                    for (var, name) in &stdio.secrets {
+                        child_env.push((var.clone(), secret(name)?));
+                    }
+                    TransportSpec::Stdio {
+                        command: stdio.command.clone(),
+                        args: stdio.args.clone(),
+                        env: child_env,
+                        cwd: stdio.cwd.clone(),
+                    }
+                }
+                (None, Some(http)) => {
+                    let mut headers = Vec::new();
+                    for (header, name) in &http.headers_from_secrets {
+                        headers.push((header.clone(), secret(name)?));
+                    }
+                    TransportSpec::Http {
+                        url: http.url.clone(),
+                        headers,
+                    }
+                }
+                (None, None) => continue,
+            };
+            specs.push(UpstreamSpec {
+                name: upstream.name.clone(),
+                version: upstream.version.clone(),
+                transport,
+                call_timeout: upstream.call_timeout.as_std(),
+                connect_timeout: Duration::from_secs(30),
+                max_concurrent: usize::try_from(upstream.max_concurrent).unwrap_or(16),
+                backoff: Backoff::default(),
+            });
+        }
+        let upstreams = specs
+            .into_iter()
+            .map(|spec| Upstream::start(spec, Some(Arc::clone(&redactor))))
+            .collect();
+        Ok(Self {
+            upstreams,
+            prefix: match config.tools.prefix {
+                PrefixConfig::Always => PrefixMode::Always,
+                PrefixConfig::Never => PrefixMode::Never,
+            },
+            pin_mode: match config.tools.pin_mode {
+                PinModeConfig::Strict => PinMode::Strict,
+                PinModeConfig::Open => PinMode::Open,
+            },
+            rules,
+            redactor,
+            listings: Mutex::new(BTreeMap::new()),
+            pins: Mutex::new(pins),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+        })
+    }
+
+    pub fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
+    }
+
+    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams.iter().find(|u| u.name() == name)
+    }
+
+    pub fn pin_mode(&self) -> PinMode {
+        self.pin_mode
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// The catalog in service.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.catalog.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Stops every supervisor (stdio children are killed).
+    pub fn shutdown(&self) {
+        for upstream in &self.upstreams {
+            upstream.shutdown();
+        }
+    }
+
+    /// The current pins.
+    pub async fn pins(&self) -> BTreeMap<String, Pin> {
+        self.pins.lock().await.clone()
+    }
+}
+
+fn unreachable_redactor() -> Redactor {
+    // Built-in detectors with no values; if even this fails there is nothing safer to do than
+    // retry, which fails the same way: fall back to a second attempt and then abort the process.
+    match Redactor::new(["portcullis-unreachable-secret"]) {
+        Ok(redactor) => redactor,
+        Err(_) => std::process::abort(),
+    }
+}
+
+/// Re-lists every connected upstream, rebuilds the catalog and records each new drift as a
+/// `tool.drift` event. Down upstreams keep their last listing.
+pub async fn refresh(state: &AppState) -> Arc<Catalog> {
+    let mcp = &state.mcp;
+    let lists = futures::future::join_all(mcp.upstreams.iter().map(|upstream| async move {
+        (upstream.name().to_owned(), upstream.list_tools().await)
+    }))
+    .await;
+    let mut listings = mcp.listings.lock().await;
+    for (name, listed) in lists {
+        match listed {
+            Ok(tools) => {
+                listings.insert(name, tools);
+            }
+            Err(err) => tracing::debug!(upstream = %name, error = %err, "upstream not listed"),
+        }
+    }
+    rebuild_locked(state, &listings).await
+}
+
+/// Rebuilds the catalog from the stored listings (after a pin change).
+pub async fn rebuild(state: &AppState) -> Arc<Catalog> {
+    let listings = state.mcp.listings.lock().await;
+    rebuild_locked(state, &listings).await
+}
+
+async fn rebuild_locked(
+    state: &AppState,
+    listings: &BTreeMap<String, Vec<serde_json::Value>>,
+) -> Arc<Catalog> {
+    let mcp = &state.mcp;
+    let ordered: Vec<(String, Vec<serde_json::Value>)> = mcp
+        .upstreams
+        .iter()
+        .filter_map(|u| listings.get(u.name()).map(|t| (u.name().to_owned(), t.clone())))
+        .collect();
+    let pins = mcp.pins.lock().await.clone();
+    let previous = mcp.catalog();
+    let (catalog, drifts) = Catalog::build(&ordered, &pins, mcp.prefix, Some(&previous));
+    let catalog = Arc::new(catalog);
+    *mcp.catalog.write().unwrap_or_else(PoisonError::into_inner) = Arc::clone(&catalog);
+    for drift in drifts {
+        record_drift(state, &drift).await;
+    }
+    catalog
+}
+
+async fn record_drift(state: &AppState, drift: &Drift) {
+    tracing::warn!(tool = %drift.pin_key, "tool definition drifted from its pin; quarantined");
+    state
+        .events
+        .emit_best_effort(
+            Event::new("tool.drift", Decision::Deny, "tool_drift").data(serde_json::json!({
+                "tool": drift.pin_key,
+                "upstream": drift.upstream,
+                "old_hash": drift.old_hash,
+                "new_hash": drift.new_hash,
+                "changes": drift.changes,
+            })),
+        )
+        .await;
+}
+
+/// Pins what the upstreams offer now (all, or one upstream's tools); returns the pinned keys.
+pub async fn pin_current(
+    state: &AppState,
+    upstream: Option<&str>,
+) -> Result<Vec<String>, ErrorCode> {
+    let catalog = refresh(state).await;
+    let mut pinned = Vec::new();
+    {
+        let mut pins = state.mcp.pins.lock().await;
+        for tool in catalog.tools() {
+            if upstream.is_some_and(|name| name != tool.upstream)
+                || tool.state == portcullis_mcp::PinState::Invalid
+            {
+                continue;
+            }
+            let body =
+                serde_json::to_string(&tool.offered).map_err(|_| ErrorCode::Internal)?;
+            state
+                .store
+                .put_policy_record(PolicyRecordKind::ToolPin, &tool.pin_key, &body)
+                .await
+                .map_err(|_| ErrorCode::StoreUnavailable)?;
+            pins.insert(tool.pin_key.clone(), tool.offered.clone());
+            pinned.push(tool.pin_key.clone());
+        }
+    }
+    rebuild(state).await;
+    Ok(pinned)
+}
+
+/// Keeps the catalog fresh: lists each upstream every time it (re)connects.
+pub fn spawn_watchers(state: &AppState) {
+    for upstream in state.mcp.upstreams.iter() {
+        let state = state.clone();
+        let mut status = upstream.watch_status();
+        tokio::spawn(async move {
+            loop {
+                let up = matches!(
+                    *status.borrow_and_update(),
+                    portcullis_mcp::UpstreamStatus::Up { .. }
+                );
+                if up {
+                    refresh(&state).await;
+                }
+                if status.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+/// `/mcp`: identity and Origin checks, then rmcp's Streamable HTTP service.
+pub fn router(state: AppState) -> axum::Router<AppState> {
+    let config = &state.config;
+    let mut rmcp_config = StreamableHttpServerConfig::default()
+        .with_max_request_body_bytes(
+            usize::try_from(config.server.max_body_bytes).unwrap_or(usize::MAX),
+        )
+        .with_sse_keep_alive(Some(Duration::from_secs(15)));
+    let loopback = config
+        .server
+        .bind
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|addr| addr.ip().is_loopback());
+    if !loopback {
+        // Host names of a public deployment are the reverse proxy's business; Origin is still
+        // checked below.
+        rmcp_config = rmcp_config.disable_allowed_hosts();
+    }
+    let handler_state = state.clone();
+    let service = StreamableHttpService::new(
+        move || Ok(McpHandler {
+            state: handler_state.clone(),
+        }),
+        Arc::new(LocalSessionManager::default()),
+        rmcp_config,
+    );
+    axum::Router::new()
+        .route_service("/mcp", service)
+        .layer(middleware::from_fn_with_state(state, guard))
+}
+
+/// Identify, then Origin: nothing reaches rmcp (or an upstream) without both.
+async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let correlation = req
+        .extensions()
+        .get::<CorrelationId>()
+        .cloned()
+        .unwrap_or_else(CorrelationId::generate);
+    let identified =
+        match crate::pipeline::identify(&state, req.headers(), &correlation).await {
+            Ok(identified) => identified,
+            Err(err) => return err.into_response(),
+        };
+    if !origin_allowed(&state, req.headers()) {
+        state
+            .events
+            .emit_best_effort(
+                Event::new("mcp.origin", Decision::Deny, ErrorCode::Forbidden.as_str())
+                    .subject(identified.agent.id.clone())
+                    .correlation(correlation.as_str()),
+            )
+            .await;
+        return ApiError::new(ErrorCode::Forbidden).into_response();
+    }
+    req.extensions_mut().insert(identified);
+    next.run(req).await
+}
+
+/// No `Origin` (non-browser clients) is fine; otherwise it must be the server's own origin or
+/// one of `server.cors_allowed_origins`.
+fn origin_allowed(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if state
+        .config
+        .server
+        .cors_allowed_origins
+        .iter()
+        .any(|allowed| allowed == origin)
+    {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    match host {
+        Some(host) => origin == format!("http://{host}") || origin == format!("https://{host}"),
+        None => false,
+    }
+}
+
+/// One rmcp server handler per MCP session; every request reads its caller from the HTTP
+/// request that carried it.
+#[derive(Clone, Debug)]
+pub struct McpHandler {
+    state: AppState,
+}
+
+/// The caller and correlation id of one MCP request.
+struct Caller {
+    identified: Identified,
+    correlation: CorrelationId,
+}
+
+fn caller_of(context: &McpContext<RoleServer>) -> Result<Caller, ErrorData> {
+    let parts = context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .ok_or_else(|| ErrorData::internal_error("no request context", None))?;
+    let identified = parts
+        .extensions
+        .get::<Identified>()
+        .cloned()
+        // INVARIANT (guarded): `guard` inserts the caller before rmcp runs; without it, refuse.
+        .ok_or_else(|| ErrorData::invalid_request(ErrorCode::Unauthorized.message(), None))?;
+    let correlation = parts
+        .extensions
+        .get::<CorrelationId>()
+        .cloned()
+        .unwrap_or_else(CorrelationId::generate);
+    Ok(Caller {
+        identified,
+        correlation,
+    })
+}
+
+/// The JSON-RPC error for a missing and for a denied tool alike.
+pub fn unknown_tool() -> ErrorData {
+    ErrorData::invalid_params(UNKNOWN_TOOL, None)
+}
+
+/// A refused call as a tool result: `isError`, the code in the text and in `_meta`.
+fn tool_error(code: ErrorCode, reason: &str, message: &str) -> CallToolResult {
+    let mut result = CallToolResult::error(vec![ContentBlock::text(format!(
+        "{message} ({})",
+        code.as_str()
+    ))]);
+    let mut meta = rmcp::model::MetaObject::new();
+    meta.insert(
+        "portcullis/error".to_owned(),
+        serde_json::json!({"code": code.as_str(), "reason": reason}),
+    );
+    result.meta = Some(meta);
+    result
+}
+
+impl McpHandler {
+    /// Whether the caller may see and call `tool`: both gate keys through the policy, dry run
+    /// (no event, no quota use).
+    fn visible(&self, caller: &Identified, tool: &CatalogTool) -> bool {
+        if !tool.is_available(self.state.mcp.pin_mode) {
+            return false;
+        }
+        let engine = self.state.policy.engine();
+        let now = self.state.clock.now();
+        let Ok(ingress) = GateKey::parse(&format!("io:ingress:tools.{}", tool.upstream)) else {
+            return false;
+        };
+        [ingress, tool.gate_key.clone()].into_iter().all(|action| {
+            let request = portcullis_core::Request {
+                subject: caller.subject.clone(),
+                action,
+                resource: tool.id.clone(),
+                context: RequestContext::default(),
+            };
+            crate::policy::explain(
+                &engine,
+                self.state.policy.state(),
+                &request,
+                &caller.agent.allow,
+                now,
+            )
+            .is_allow()
+        })
+    }
+
+    async fn call(
+        &self,
+        caller: &Caller,
+        params: CallToolRequestParams,
+    ) -> Result<CallToolResult, ErrorData> {
+        let state = &self.state;
+        let started = tokio::time::Instant::now();
+        let arguments = serde_json::Value::Object(params.arguments.clone().unwrap_or_default());
+        let mut record = CallRecord {
+            tool: params.name.to_string(),
+            arguments_sha256: portcullis_mcp::shape::arguments_hash(&arguments),
+            arguments_shape: portcullis_mcp::shape::arguments_shape(&arguments),
+            upstream: None,
+        };
+        let mut catalog = state.mcp.catalog();
+        if catalog.is_empty() {
+            catalog = refresh(state).await;
+        }
+        let Some(tool) = catalog.get(&params.name).cloned() else {
+            self.ledger(caller, &record, Decision::Deny, "tool_unknown", started)
+                .await;
+            return Err(unknown_tool());
+        };
+        record.upstream = Some(tool.upstream.clone());
+        if !tool.is_available(state.mcp.pin_mode) {
+            let reason = match tool.state {
+                portcullis_mcp::PinState::Unpinned => "tool_unpinned",
+                _ => "tool_quarantined",
+            };
+            self.ledger(caller, &record, Decision::Deny, reason, started).await;
+            return Err(unknown_tool());
+        }
+        // Gate in: the upstream's ingress key, then the tool's key.
+        let ingress = GateKey::parse(&format!("io:ingress:tools.{}", tool.upstream))
+            .map_err(|_| unknown_tool())?;
+        for action in [ingress, tool.gate_key.clone()] {
+            let context = RequestContext::default();
+            if crate::pipeline::gate(
+                state,
+                &caller.identified,
+                action,
+                tool.id.clone(),
+                context,
+                &caller.correlation,
+            )
+            .await
+            .is_err()
+            {
+                self.ledger(caller, &record, Decision::Deny, "policy_denied", started)
+                    .await;
+                return Err(unknown_tool());
+            }
+        }
+        // Validate: the pinned schema, then the argument rules.
+        let validated = match &tool.validator {
+            Some(validator) => portcullis_mcp::rules::check_schema(validator, &arguments),
+            None => Ok(()),
+        }
+        .and_then(|()| state.mcp.rules.check(&tool.id, &arguments));
+        if let Err(violation) = validated {
+            self.ledger(caller, &record, Decision::Deny, violation.reason, started)
+                .await;
+            let code = portcullis_mcp::REASONS
+                .iter()
+                .find(|info| info.code == violation.reason)
+                .map_or(ErrorCode::PolicyDenied, |info| info.maps_to);
+            return Ok(tool_error(code, violation.reason, &violation.message()));
+        }
+        // Limit: rate limits and budgets join here once the pipeline has its `limit` stage.
+        // Execute.
+        let upstream = state
+            .mcp
+            .upstream(&tool.upstream)
+            .ok_or_else(unknown_tool)?;
+        let outcome = upstream
+            .call_tool(&tool.name, params.arguments.clone())
+            .await;
+        let result = match outcome {
+            Ok(result) => result,
+            Err(err) => {
+                let code = match err {
+                    UpstreamError::Timeout(_) => ErrorCode::UpstreamTimeout,
+                    UpstreamError::Down(_) | UpstreamError::Failed { .. } => {
+                        ErrorCode::UpstreamFailed
+                    }
+                };
+                let detail = state.mcp.redactor.redact_str(&err.to_string()).map_or_else(
+                    |_| "[unscannable]".to_owned(),
+                    std::borrow::Cow::into_owned,
+                );
+                tracing::warn!(correlation = %caller.correlation, error = %detail, "upstream call failed");
+                self.ledger(caller, &record, Decision::Deny, err.reason(), started)
+                    .await;
+                return Ok(tool_error(code, err.reason(), code.message()));
+            }
+        };
+        // Gate out, then redaction of everything that goes back.
+        if let Ok(egress) = GateKey::parse(&format!("io:egress:tools.{}", tool.upstream)) {
+            if crate::pipeline::gate(
+                state,
+                &caller.identified,
+                egress,
+                tool.id.clone(),
+                RequestContext::default(),
+                &caller.correlation,
+            )
+            .await
+            .is_err()
+            {
+                self.ledger(caller, &record, Decision::Deny, "policy_denied", started)
+                    .await;
+                return Ok(tool_error(
+                    ErrorCode::PolicyDenied,
+                    "policy_denied",
+                    ErrorCode::PolicyDenied.message(),
+                ));
+            }
+        }
+        let Some(result) = self.redact_result(result) else {
+            self.ledger(caller, &record, Decision::Deny, "result_unscannable", started)
+                .await;
+            return Ok(tool_error(
+                ErrorCode::Internal,
+                "result_unscannable",
+                ErrorCode::Internal.message(),
+            ));
+        };
+        let receipt = self
+            .ledger(caller, &record, Decision::Allow, "ok", started)
+            .await;
+        if !receipt {
+            return Ok(tool_error(
+                ErrorCode::StoreUnavailable,
+                "store_unavailable",
+                ErrorCode::StoreUnavailable.message(),
+            ));
+        }
+        Ok(result)
+    }
+
+    /// Secrets out of the result: configured values and known formats. `None` when the result
+    /// cannot be proven clean.
+    fn redact_result(&self, result: CallToolResult) -> Option<CallToolResult> {
+        let mut value = serde_json::to_value(&result).ok()?;
+        self.state.secrets.redact_json(&mut value);
+        self.state.mcp.redactor.redact_value(&mut value).ok()?;
+        serde_json::from_value(value).ok()
+    }
+
+    /// The `tool.call` ledger event; returns whether it was recorded.
+    async fn ledger(
+        &self,
+        caller: &Caller,
+        record: &CallRecord,
+        decision: Decision,
+        reason: &str,
+        started: tokio::time::Instant,
+    ) -> bool {
+        let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let tool = self
+            .state
+            .mcp
+            .redactor
+            .redact_str(&record.tool)
+            .map_or_else(|_| "[unscannable]".to_owned(), std::borrow::Cow::into_owned);
+        let event = Event::new("tool.call", decision, reason)
+            .subject(caller.identified.agent.id.clone())
+            .correlation(caller.correlation.as_str())
+            .data(serde_json::json!({
+                "tool": tool,
+                "upstream": record.upstream,
+                "latency_us": latency_us,
+                "arguments_sha256": record.arguments_sha256,
+                "arguments_shape": record.arguments_shape,
+            }));
+        self.state.metrics.increment(
+            "portcullis_tool_calls_total",
+            &[
+                ("decision", decision.as_str().to_owned()),
+                ("reason", reason.to_owned()),
+            ],
+        );
+        self.state.events.emit(event).await.is_ok()
+    }
+}
+
+/// What the ledger keeps of one call: never argument values.
+struct CallRecord {
+    tool: String,
+    arguments_sha256: String,
+    arguments_shape: serde_json::Value,
+    upstream: Option<String>,
+}
+
+impl ServerHandler for McpHandler {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
+            Implementation::new("portcullis", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: McpContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let caller = caller_of(&context)?;
+        let catalog = refresh(&self.state).await;
+        let tools: Vec<Tool> = catalog
+            .tools()
+            .iter()
+            .filter(|tool| self.visible(&caller.identified, tool))
+            .filter_map(|tool| serde_json::from_value(tool.exposed.clone()).ok())
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: McpContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let caller = caller_of(&context)?;
+        self.call(&caller, request).await.map(CallToolResponse::from)
+    }
+}
