@@ -19,6 +19,7 @@ mod ledger;
 mod pii;
 mod policy;
 mod serve;
+mod tools;
 
 /// Portcullis: a fail-closed security gateway for AI agents.
 #[derive(Debug, Parser)]
@@ -58,6 +59,9 @@ enum Command {
     /// Grant, list and revoke egress leases on a running gateway.
     #[command(subcommand)]
     Lease(egress::LeaseCommand),
+    /// List and pin the MCP tools of a running gateway.
+    #[command(subcommand)]
+    Tools(tools::ToolsCommand),
     /// Serve the project's MCP test server (tests, demo and benchmarks).
     #[command(hide = true)]
     FixtureServer(fixture::FixtureArgs),
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Egress(cmd) => egress::run(cmd),
         Command::Lease(cmd) => egress::run_lease(cmd),
+        Command::Tools(cmd) => tools::run(cmd),
         Command::FixtureServer(args) => fixture::run(args),
         Command::Killswitch(cmd) => killswitch::run(cmd),
     };

@@ -21,6 +21,7 @@ fn domains() -> Vec<(&'static str, &'static [ReasonInfo])> {
         ("Sanitizer", portcullis_sanitize::REASONS),
         ("Store", portcullis_store::REASONS),
         ("Budget", portcullis_budget::REASONS),
+        ("MCP front", portcullis_mcp::REASONS),
         ("Ledger verification", portcullis_ledger::REASONS),
     ]
 }

@@ -1,0 +1,298 @@
+//! End to end: the real binary fronting the project's fixture server (stdio upstream) at `/mcp`,
+//! reached by an rmcp client over Streamable HTTP.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::path::Path;
+
+use rmcp::ServiceExt as _;
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use support::Gateway;
+
+const SECRET: &str = "fixture-secret-value-0451";
+
+fn config(dir: &Path, pin_mode: &str, extra_args: &str) -> String {
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("hello.txt"), "hello from the root").unwrap();
+    format!(
+        r#"
+[secrets.env]
+fx_token = "FX_SECRET_FOR_TEST"
+
+[[upstreams]]
+name = "fx"
+call_timeout = "10s"
+[upstreams.stdio]
+command = "{bin}"
+args = ["fixture-server", "--root", "{root}", "--record", "{record}"{extra_args}]
+env_allow = ["VISIBLE_VAR"]
+secrets = {{ FX_TOKEN = "fx_token" }}
+
+[tools]
+pin_mode = "{pin_mode}"
+
+[[tools.rules]]
+name = "files-root"
+tools = ["fx.read_file"]
+kind = "path"
+arguments = ["path"]
+roots = ["{root}"]
+
+[[tools.rules]]
+name = "web"
+tools = ["fx.open_url"]
+kind = "url"
+arguments = ["url"]
+allow_hosts = ["example.com"]
+"#,
+        bin = env!("CARGO_BIN_EXE_portcullis"),
+        root = root.display(),
+        record = dir.join("record.jsonl").display(),
+    )
+}
+
+async fn start(dir: &Path, pin_mode: &str, extra_args: &str) -> Gateway {
+    Gateway::start_with(
+        &config(dir, pin_mode, extra_args),
+        &[],
+        &[
+            ("PORTCULLIS_EGRESS_PROXY_BIND", ""),
+            ("PORTCULLIS_EGRESS_DNS_BIND", ""),
+            ("FX_SECRET_FOR_TEST", SECRET),
+            ("VISIBLE_VAR", "visible"),
+            ("HIDDEN_VAR", "hidden"),
+        ],
+    )
+    .await
+}
+
+async fn create_agent(gateway: &Gateway, id: &str, allow: &[&str]) -> String {
+    let response = reqwest::Client::new()
+        .post(gateway.url("/admin/agents"))
+        .bearer_auth(&gateway.admin_token)
+        .json(&serde_json::json!({"id": id, "allow": allow}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["token"].as_str().unwrap().to_owned()
+}
+
+async fn client(gateway: &Gateway, token: &str) -> RunningService<RoleClient, ()> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(gateway.url("/mcp"));
+    config.auth_header = Some(token.to_owned());
+    ().serve(StreamableHttpClientTransport::from_config(config))
+        .await
+        .unwrap()
+}
+
+async fn wait_for_tools(gateway: &Gateway) -> serde_json::Value {
+    for _ in 0..200 {
+        let tools = gateway.admin_get("/admin/tools").await;
+        if tools["tools"].as_array().is_some_and(|t| !t.is_empty()) {
+            return tools;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the upstream never listed its tools");
+}
+
+fn call(name: &str, arguments: serde_json::Value) -> CallToolRequestParams {
+    let mut params = CallToolRequestParams::new(name.to_owned());
+    params.arguments = arguments.as_object().cloned();
+    params
+}
+
+fn text_of(result: &rmcp::model::CallToolResult) -> String {
+    serde_json::to_string(&result.content).unwrap()
+}
+
+fn recorded(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("record.jsonl")).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_is_401_and_a_foreign_origin_is_403() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start(dir.path(), "open", "").await;
+    let token = create_agent(&gateway, "alice", &["tools:*", "io:*"]).await;
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "fx.echo", "arguments": {"message": "hi"}}});
+    let http = reqwest::Client::new();
+    let response = http
+        .post(gateway.url("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    let response = http
+        .post(gateway.url("/mcp"))
+        .bearer_auth(&token)
+        .header("origin", "http://evil.example")
+        .header("accept", "application/json, text/event-stream")
+        .json(&init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    wait_for_tools(&gateway).await;
+    assert!(
+        !recorded(dir.path()).contains("fx.echo") && !recorded(dir.path()).contains("\"hi\""),
+        "nothing reached the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_see_their_tools_and_calls_cross_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start(dir.path(), "open", "").await;
+    wait_for_tools(&gateway).await;
+    let wide = create_agent(&gateway, "wide", &["tools:call:fx.*", "io:*"]).await;
+    let narrow = create_agent(&gateway, "narrow", &["tools:call:fx.add", "io:*"]).await;
+
+    let wide = client(&gateway, &wide).await;
+    let narrow = client(&gateway, &narrow).await;
+    let names = |tools: Vec<rmcp::model::Tool>| {
+        let mut names: Vec<String> = tools.into_iter().map(|t| t.name.to_string()).collect();
+        names.sort();
+        names
+    };
+    let wide_tools = names(wide.peer().list_all_tools().await.unwrap());
+    assert!(wide_tools.contains(&"fx.echo".to_owned()), "{wide_tools:?}");
+    assert!(wide_tools.contains(&"fx.env_var".to_owned()));
+    assert_eq!(
+        names(narrow.peer().list_all_tools().await.unwrap()),
+        vec!["fx.add".to_owned()]
+    );
+
+    // Allowed call, end to end.
+    let echoed = wide
+        .peer()
+        .call_tool(call("fx.echo", serde_json::json!({"message": "hello"})))
+        .await
+        .unwrap();
+    assert_ne!(echoed.is_error, Some(true));
+    assert!(text_of(&echoed).contains("hello"));
+
+    // Denied and missing tools answer alike.
+    let denied = narrow
+        .peer()
+        .call_tool(call("fx.echo", serde_json::json!({"message": "x"})))
+        .await
+        .unwrap_err()
+        .to_string();
+    let missing = narrow
+        .peer()
+        .call_tool(call("fx.nope", serde_json::json!({"message": "x"})))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(denied, missing);
+
+    // Argument rules: refused before the upstream sees them.
+    for (tool, args, rule) in [
+        ("fx.read_file", serde_json::json!({"path": "/etc/passwd"}), "files-root"),
+        ("fx.read_file", serde_json::json!({"path": "../outside.txt"}), "files-root"),
+        ("fx.open_url", serde_json::json!({"url": "https://evil.example/x"}), "web"),
+    ] {
+        let refused = wide.peer().call_tool(call(tool, args)).await.unwrap();
+        assert_eq!(refused.is_error, Some(true));
+        assert!(text_of(&refused).contains(rule), "{}", text_of(&refused));
+    }
+    let inside = wide
+        .peer()
+        .call_tool(call("fx.read_file", serde_json::json!({"path": "hello.txt"})))
+        .await
+        .unwrap();
+    assert!(text_of(&inside).contains("hello from the root"), "{}", text_of(&inside));
+    let record = recorded(dir.path());
+    assert!(!record.contains("/etc/passwd"), "{record}");
+    assert!(!record.contains("outside.txt"), "{record}");
+    assert!(!record.contains("evil.example"), "{record}");
+
+    // Clean environment and secret redaction.
+    let env = |name: &str| call("fx.env_var", serde_json::json!({"name": name}));
+    let hidden = wide.peer().call_tool(env("HIDDEN_VAR")).await.unwrap();
+    assert!(text_of(&hidden).contains("(unset)"), "{}", text_of(&hidden));
+    let visible = wide.peer().call_tool(env("VISIBLE_VAR")).await.unwrap();
+    assert!(text_of(&visible).contains("visible"));
+    let secret = wide.peer().call_tool(env("FX_TOKEN")).await.unwrap();
+    let text = text_of(&secret);
+    assert!(text.contains("[REDACTED_SECRET]"), "{text}");
+    assert!(!text.contains(SECRET));
+
+    // The ledger holds shapes and hashes, never the values.
+    let ledger = gateway.admin_get("/admin/ledger?limit=1000").await;
+    let calls: Vec<&serde_json::Value> = ledger["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "tool.call")
+        .collect();
+    assert!(calls.iter().any(|r| r["decision"] == "allow"));
+    assert!(calls.iter().any(|r| r["reason"] == "argument_path"));
+    let dump = ledger.to_string();
+    assert!(!dump.contains(SECRET));
+    assert!(!dump.contains("/etc/passwd"));
+    assert!(dump.contains("arguments_sha256"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_hides_unpinned_tools_and_quarantines_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start(dir.path(), "strict", ", \"--rug-pull-after\", \"4\"").await;
+    wait_for_tools(&gateway).await;
+    let token = create_agent(&gateway, "alice", &["tools:*", "io:*"]).await;
+    let alice = client(&gateway, &token).await;
+    assert!(alice.peer().list_all_tools().await.unwrap().is_empty());
+
+    let pinned = gateway
+        .cli()
+        .args(["tools", "pin", "--upstream", "fx"])
+        .output()
+        .unwrap();
+    assert!(pinned.status.success(), "{}", String::from_utf8_lossy(&pinned.stderr));
+    let visible = |tools: &[rmcp::model::Tool]| tools.iter().any(|t| t.name == "fx.echo");
+    let mut quarantined = false;
+    for _ in 0..10 {
+        let tools = alice.peer().list_all_tools().await.unwrap();
+        if !visible(&tools) {
+            quarantined = true;
+            break;
+        }
+    }
+    assert!(quarantined, "the rug pull was never quarantined");
+    let ledger = gateway.admin_get("/admin/ledger?limit=1000").await;
+    let drift = ledger["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "tool.drift")
+        .expect("a tool.drift event");
+    assert_eq!(drift["data"]["changes"][0]["field"], "description");
+    let refused = alice
+        .peer()
+        .call_tool(call("fx.echo", serde_json::json!({"message": "x"})))
+        .await;
+    assert!(refused.is_err());
+
+    let repinned = gateway.cli().args(["tools", "pin"]).output().unwrap();
+    assert!(repinned.status.success());
+    let tools = alice.peer().list_all_tools().await.unwrap();
+    assert!(visible(&tools));
+}
