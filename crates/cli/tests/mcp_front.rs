@@ -206,9 +206,21 @@ async fn agents_see_their_tools_and_calls_cross_the_pipeline() {
 
     // Argument rules: refused before the upstream sees them.
     for (tool, args, rule) in [
-        ("fx.read_file", serde_json::json!({"path": "/etc/passwd"}), "files-root"),
-        ("fx.read_file", serde_json::json!({"path": "../outside.txt"}), "files-root"),
-        ("fx.open_url", serde_json::json!({"url": "https://evil.example/x"}), "web"),
+        (
+            "fx.read_file",
+            serde_json::json!({"path": "/etc/passwd"}),
+            "files-root",
+        ),
+        (
+            "fx.read_file",
+            serde_json::json!({"path": "../outside.txt"}),
+            "files-root",
+        ),
+        (
+            "fx.open_url",
+            serde_json::json!({"url": "https://evil.example/x"}),
+            "web",
+        ),
     ] {
         let refused = wide.peer().call_tool(call(tool, args)).await.unwrap();
         assert_eq!(refused.is_error, Some(true));
@@ -216,10 +228,17 @@ async fn agents_see_their_tools_and_calls_cross_the_pipeline() {
     }
     let inside = wide
         .peer()
-        .call_tool(call("fx.read_file", serde_json::json!({"path": "hello.txt"})))
+        .call_tool(call(
+            "fx.read_file",
+            serde_json::json!({"path": "hello.txt"}),
+        ))
         .await
         .unwrap();
-    assert!(text_of(&inside).contains("hello from the root"), "{}", text_of(&inside));
+    assert!(
+        text_of(&inside).contains("hello from the root"),
+        "{}",
+        text_of(&inside)
+    );
     let record = recorded(dir.path());
     assert!(!record.contains("/etc/passwd"), "{record}");
     assert!(!record.contains("outside.txt"), "{record}");
@@ -266,7 +285,11 @@ async fn strict_mode_hides_unpinned_tools_and_quarantines_drift() {
         .args(["tools", "pin", "--upstream", "fx"])
         .output()
         .unwrap();
-    assert!(pinned.status.success(), "{}", String::from_utf8_lossy(&pinned.stderr));
+    assert!(
+        pinned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pinned.stderr)
+    );
     let visible = |tools: &[rmcp::model::Tool]| tools.iter().any(|t| t.name == "fx.echo");
     let mut quarantined = false;
     for _ in 0..10 {

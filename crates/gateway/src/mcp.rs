@@ -236,10 +236,11 @@ fn unreachable_redactor() -> Redactor {
 /// `tool.drift` event. Down upstreams keep their last listing.
 pub async fn refresh(state: &AppState) -> Arc<Catalog> {
     let mcp = &state.mcp;
-    let lists = futures::future::join_all(mcp.upstreams.iter().map(|upstream| async move {
-        (upstream.name().to_owned(), upstream.list_tools().await)
-    }))
-    .await;
+    let lists =
+        futures::future::join_all(mcp.upstreams.iter().map(|upstream| async move {
+            (upstream.name().to_owned(), upstream.list_tools().await)
+        }))
+        .await;
     let mut listings = mcp.listings.lock().await;
     for (name, listed) in lists {
         match listed {
@@ -266,7 +267,11 @@ async fn rebuild_locked(
     let ordered: Vec<(String, Vec<serde_json::Value>)> = mcp
         .upstreams
         .iter()
-        .filter_map(|u| listings.get(u.name()).map(|t| (u.name().to_owned(), t.clone())))
+        .filter_map(|u| {
+            listings
+                .get(u.name())
+                .map(|t| (u.name().to_owned(), t.clone()))
+        })
         .collect();
     let pins = mcp.pins.lock().await.clone();
     let previous = mcp.catalog();
@@ -283,15 +288,15 @@ async fn record_drift(state: &AppState, drift: &Drift) {
     tracing::warn!(tool = %drift.pin_key, "tool definition drifted from its pin; quarantined");
     state
         .events
-        .emit_best_effort(
-            Event::new("tool.drift", Decision::Deny, "tool_drift").data(serde_json::json!({
+        .emit_best_effort(Event::new("tool.drift", Decision::Deny, "tool_drift").data(
+            serde_json::json!({
                 "tool": drift.pin_key,
                 "upstream": drift.upstream,
                 "old_hash": drift.old_hash,
                 "new_hash": drift.new_hash,
                 "changes": drift.changes,
-            })),
-        )
+            }),
+        ))
         .await;
 }
 
@@ -310,8 +315,7 @@ pub async fn pin_current(
             {
                 continue;
             }
-            let body =
-                serde_json::to_string(&tool.offered).map_err(|_| ErrorCode::Internal)?;
+            let body = serde_json::to_string(&tool.offered).map_err(|_| ErrorCode::Internal)?;
             state
                 .store
                 .put_policy_record(PolicyRecordKind::ToolPin, &tool.pin_key, &body)
@@ -367,9 +371,11 @@ pub fn router(state: AppState) -> axum::Router<AppState> {
     }
     let handler_state = state.clone();
     let service = StreamableHttpService::new(
-        move || Ok(McpHandler {
-            state: handler_state.clone(),
-        }),
+        move || {
+            Ok(McpHandler {
+                state: handler_state.clone(),
+            })
+        },
         Arc::new(LocalSessionManager::default()),
         rmcp_config,
     );
@@ -385,11 +391,10 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
         .get::<CorrelationId>()
         .cloned()
         .unwrap_or_else(CorrelationId::generate);
-    let identified =
-        match crate::pipeline::identify(&state, req.headers(), &correlation).await {
-            Ok(identified) => identified,
-            Err(err) => return err.into_response(),
-        };
+    let identified = match crate::pipeline::identify(&state, req.headers(), &correlation).await {
+        Ok(identified) => identified,
+        Err(err) => return err.into_response(),
+    };
     if !origin_allowed(&state, req.headers()) {
         state
             .events
@@ -544,7 +549,8 @@ impl McpHandler {
                 portcullis_mcp::PinState::Unpinned => "tool_unpinned",
                 _ => "tool_quarantined",
             };
-            self.ledger(caller, &record, Decision::Deny, reason, started).await;
+            self.ledger(caller, &record, Decision::Deny, reason, started)
+                .await;
             return Err(unknown_tool());
         }
         // Gate in: the upstream's ingress key, then the tool's key.
@@ -583,15 +589,41 @@ impl McpHandler {
                 .map_or(ErrorCode::PolicyDenied, |info| info.maps_to);
             return Ok(tool_error(code, violation.reason, &violation.message()));
         }
-        // Limit: rate limits and budgets join here once the pipeline has its `limit` stage.
+        // Limit: rate limits (and budgets) through the pipeline's limit stage.
+        let metered = crate::pipeline::Metered::Tool {
+            name: tool.pin_key.clone(),
+        };
+        let grant =
+            match crate::pipeline::limit(state, &caller.identified, &metered, &caller.correlation)
+                .await
+            {
+                Ok(grant) => grant,
+                Err(err) => {
+                    self.ledger(caller, &record, Decision::Deny, err.code.as_str(), started)
+                        .await;
+                    return Ok(tool_error(err.code, err.code.as_str(), err.code.message()));
+                }
+            };
         // Execute.
-        let upstream = state
-            .mcp
-            .upstream(&tool.upstream)
-            .ok_or_else(unknown_tool)?;
+        let Some(upstream) = state.mcp.upstream(&tool.upstream) else {
+            crate::pipeline::release(state, grant, &caller.correlation).await;
+            return Err(unknown_tool());
+        };
         let outcome = upstream
             .call_tool(&tool.name, params.arguments.clone())
             .await;
+        match &outcome {
+            Ok(_) => {
+                crate::pipeline::settle(
+                    state,
+                    grant,
+                    &crate::pipeline::Actual::Tool,
+                    &caller.correlation,
+                )
+                .await;
+            }
+            Err(_) => crate::pipeline::release(state, grant, &caller.correlation).await,
+        }
         let result = match outcome {
             Ok(result) => result,
             Err(err) => {
@@ -601,10 +633,11 @@ impl McpHandler {
                         ErrorCode::UpstreamFailed
                     }
                 };
-                let detail = state.mcp.redactor.redact_str(&err.to_string()).map_or_else(
-                    |_| "[unscannable]".to_owned(),
-                    std::borrow::Cow::into_owned,
-                );
+                let detail = state
+                    .mcp
+                    .redactor
+                    .redact_str(&err.to_string())
+                    .map_or_else(|_| "[unscannable]".to_owned(), std::borrow::Cow::into_owned);
                 tracing::warn!(correlation = %caller.correlation, error = %detail, "upstream call failed");
                 self.ledger(caller, &record, Decision::Deny, err.reason(), started)
                     .await;
@@ -634,8 +667,14 @@ impl McpHandler {
             }
         }
         let Some(result) = self.redact_result(result) else {
-            self.ledger(caller, &record, Decision::Deny, "result_unscannable", started)
-                .await;
+            self.ledger(
+                caller,
+                &record,
+                Decision::Deny,
+                "result_unscannable",
+                started,
+            )
+            .await;
             return Ok(tool_error(
                 ErrorCode::Internal,
                 "result_unscannable",
@@ -711,9 +750,8 @@ struct CallRecord {
 
 impl ServerHandler for McpHandler {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_server_info(
-            Implementation::new("portcullis", env!("CARGO_PKG_VERSION")),
-        )
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("portcullis", env!("CARGO_PKG_VERSION")))
     }
 
     async fn list_tools(
@@ -738,6 +776,8 @@ impl ServerHandler for McpHandler {
         context: McpContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = caller_of(&context)?;
-        self.call(&caller, request).await.map(CallToolResponse::from)
+        self.call(&caller, request)
+            .await
+            .map(CallToolResponse::from)
     }
 }

@@ -212,7 +212,9 @@ mod tests {
     fn listing(description: &str) -> Vec<(String, Vec<Value>)> {
         vec![(
             "fx".to_owned(),
-            vec![json!({"name": "echo", "description": description, "inputSchema": {"type": "object"}})],
+            vec![
+                json!({"name": "echo", "description": description, "inputSchema": {"type": "object"}}),
+            ],
         )]
     }
 
@@ -240,7 +242,8 @@ mod tests {
         let tool = drifted.get("fx.echo").unwrap();
         assert!(!tool.is_available(PinMode::Open));
         // The same drift is reported once.
-        let (_, again) = Catalog::build(&listing("Evil"), &pins, PrefixMode::Always, Some(&drifted));
+        let (_, again) =
+            Catalog::build(&listing("Evil"), &pins, PrefixMode::Always, Some(&drifted));
         assert!(again.is_empty());
     }
 

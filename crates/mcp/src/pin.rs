@@ -103,20 +103,24 @@ mod tests {
     #[test]
     fn a_changed_description_is_named() {
         let a = pin_of(&json!({"name": "echo", "description": "d", "inputSchema": {}})).unwrap();
-        let b =
-            pin_of(&json!({"name": "echo", "description": "evil", "inputSchema": {}})).unwrap();
+        let b = pin_of(&json!({"name": "echo", "description": "evil", "inputSchema": {}})).unwrap();
         assert_ne!(a.hash, b.hash);
         let changed = changes(&a, &b);
         assert_eq!(changed.len(), 1);
         assert_eq!(changed[0].field, "description");
-        assert_eq!(changed[0].old.as_deref(), a.fields.get("description").map(String::as_str));
+        assert_eq!(
+            changed[0].old.as_deref(),
+            a.fields.get("description").map(String::as_str)
+        );
     }
 
     #[test]
     fn an_added_field_is_a_change() {
         let a = pin_of(&json!({"name": "echo", "inputSchema": {}})).unwrap();
-        let b = pin_of(&json!({"name": "echo", "inputSchema": {}, "annotations": {"readOnlyHint": true}}))
-            .unwrap();
+        let b = pin_of(
+            &json!({"name": "echo", "inputSchema": {}, "annotations": {"readOnlyHint": true}}),
+        )
+        .unwrap();
         let changed = changes(&a, &b);
         assert_eq!(changed.len(), 1);
         assert_eq!(changed[0].field, "annotations");

@@ -35,7 +35,10 @@ pub struct Redactor {
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Redactor")
-            .field("values", &self.values.as_ref().map(AhoCorasick::patterns_len))
+            .field(
+                "values",
+                &self.values.as_ref().map(AhoCorasick::patterns_len),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -78,9 +81,9 @@ impl Redactor {
     /// `text` with every secret replaced by [`REDACTED`].
     pub fn redact_str<'a>(&self, text: &'a str) -> Result<Cow<'a, str>, RedactError> {
         let after_values: Cow<'a, str> = match &self.values {
-            Some(matcher) if matcher.is_match(text) => {
-                Cow::Owned(matcher.replace_all(text, &[REDACTED][..].repeat(matcher.patterns_len())))
-            }
+            Some(matcher) if matcher.is_match(text) => Cow::Owned(
+                matcher.replace_all(text, &[REDACTED][..].repeat(matcher.patterns_len())),
+            ),
             _ => Cow::Borrowed(text),
         };
         let spans = self.detectors.scan(&after_values)?;

@@ -89,7 +89,10 @@ impl Violation {
                 "Argument rule `{}` refused argument `{argument}`: {}.",
                 self.rule, self.detail
             ),
-            None => format!("Argument rule `{}` refused the arguments: {}.", self.rule, self.detail),
+            None => format!(
+                "Argument rule `{}` refused the arguments: {}.",
+                self.rule, self.detail
+            ),
         }
     }
 }
@@ -294,7 +297,11 @@ impl Rule {
                         continue;
                     };
                     let Some(text) = value.as_str() else {
-                        return Err(self.violation(name, "argument_path", "the path is not a string"));
+                        return Err(self.violation(
+                            name,
+                            "argument_path",
+                            "the path is not a string",
+                        ));
                     };
                     check_path(text, roots)
                         .map_err(|detail| self.violation(name, "argument_path", detail))?;
@@ -310,7 +317,11 @@ impl Rule {
                         continue;
                     };
                     let Some(text) = value.as_str() else {
-                        return Err(self.violation(name, "argument_url", "the URL is not a string"));
+                        return Err(self.violation(
+                            name,
+                            "argument_url",
+                            "the URL is not a string",
+                        ));
                     };
                     check_url(text, hosts)
                         .map_err(|detail| self.violation(name, "argument_url", detail))?;
@@ -409,7 +420,10 @@ fn check_path(text: &str, roots: &[Root]) -> Result<(), &'static str> {
         // INVARIANT (relative-to-first-root): a relative path is taken relative to the first root.
         lexical_normalize(&first.lexical.join(path))
     };
-    let Some(root) = roots.iter().find(|root| absolute.starts_with(&root.lexical)) else {
+    let Some(root) = roots
+        .iter()
+        .find(|root| absolute.starts_with(&root.lexical))
+    else {
         return Err("the path lies outside the allowed roots");
     };
     if root.local {
@@ -418,8 +432,8 @@ fn check_path(text: &str, roots: &[Root]) -> Result<(), &'static str> {
             None => std::fs::canonicalize(&root.lexical)
                 .map_err(|_| "the allowed root does not exist")?,
         };
-        let resolved = canonicalize_existing_prefix(&absolute)
-            .ok_or("the path cannot be resolved")?;
+        let resolved =
+            canonicalize_existing_prefix(&absolute).ok_or("the path cannot be resolved")?;
         if !resolved.starts_with(&canonical_root) {
             return Err("the path leaves the allowed roots through a symbolic link");
         }
@@ -452,8 +466,8 @@ fn canonicalize_existing_prefix(path: &Path) -> Option<PathBuf> {
 }
 
 fn check_url(text: &str, hosts: &RuleSet) -> Result<(), &'static str> {
-    let target = parse_target(TargetRequest::url(text))
-        .map_err(|_| "the URL is not a plain http(s) URL")?;
+    let target =
+        parse_target(TargetRequest::url(text)).map_err(|_| "the URL is not a plain http(s) URL")?;
     let reg = match &target.host {
         Host::Name(name) => registrable(name, &[]),
         Host::Ip(_) => None,

@@ -51,9 +51,15 @@ mod tests {
     fn shapes_carry_no_values() {
         let args = json!({"path": "/secret/file", "n": 3, "o": {"deep": [1, 2]}, "x": null});
         let shape = arguments_shape(&args);
-        assert_eq!(shape, json!({"path": "string", "n": "number", "o": {"deep": "array"}, "x": "null"}));
+        assert_eq!(
+            shape,
+            json!({"path": "string", "n": "number", "o": {"deep": "array"}, "x": "null"})
+        );
         assert!(!shape.to_string().contains("secret"));
         assert_eq!(arguments_hash(&args).len(), 64);
-        assert_eq!(arguments_hash(&json!({"b": 1, "a": 2})), arguments_hash(&json!({"a": 2, "b": 1})));
+        assert_eq!(
+            arguments_hash(&json!({"b": 1, "a": 2})),
+            arguments_hash(&json!({"a": 2, "b": 1}))
+        );
     }
 }

@@ -74,7 +74,10 @@ impl std::fmt::Debug for TransportSpec {
             TransportSpec::Http { url, headers } => f
                 .debug_struct("Http")
                 .field("url", url)
-                .field("headers", &headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+                .field(
+                    "headers",
+                    &headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                )
                 .finish(),
         }
     }
@@ -171,7 +174,10 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-type Connection = (RunningService<RoleClient, ()>, Option<tokio::process::Child>);
+type Connection = (
+    RunningService<RoleClient, ()>,
+    Option<tokio::process::Child>,
+);
 
 impl Upstream {
     /// Starts the supervisor of `spec` on the current tokio runtime. Stderr lines of stdio
@@ -486,13 +492,9 @@ impl Upstream {
             TransportSpec::Http { url, headers } => {
                 let mut custom = HashMap::new();
                 for (name, value) in headers {
-                    let name = http::HeaderName::from_bytes(
-                        name.as_bytes(),
-                    )
-                    .map_err(|_| "bad_header")?;
-                    let value =
-                        http::HeaderValue::from_str(value)
-                            .map_err(|_| "bad_header")?;
+                    let name =
+                        http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| "bad_header")?;
+                    let value = http::HeaderValue::from_str(value).map_err(|_| "bad_header")?;
                     custom.insert(name, value);
                 }
                 let mut config = StreamableHttpClientTransportConfig::with_uri(url.clone());

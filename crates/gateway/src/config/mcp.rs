@@ -235,10 +235,7 @@ pub fn validate(config: &Config, issue: &mut dyn FnMut(String, String)) {
                     }
                 }
             }
-            _ => issue(
-                at("stdio"),
-                "set exactly one of `stdio` and `http`".into(),
-            ),
+            _ => issue(at("stdio"), "set exactly one of `stdio` and `http`".into()),
         }
         if upstream.call_timeout.as_std().is_zero() {
             issue(at("call_timeout"), "must be longer than zero".into());

@@ -34,11 +34,31 @@ fn paths_stay_within_their_roots() {
     check(&rules, "fs.read", json!({"path": inside}), None);
     check(&rules, "fs.read", json!({"path": "a.txt"}), None);
     check(&rules, "fs.read", json!({"path": "new/file.txt"}), None);
-    check(&rules, "fs.read", json!({"path": "/etc/passwd"}), Some("argument_path"));
-    check(&rules, "fs.read", json!({"path": "../x"}), Some("argument_path"));
+    check(
+        &rules,
+        "fs.read",
+        json!({"path": "/etc/passwd"}),
+        Some("argument_path"),
+    );
+    check(
+        &rules,
+        "fs.read",
+        json!({"path": "../x"}),
+        Some("argument_path"),
+    );
     let dotdot = format!("{}/../root/a.txt", root.display());
-    check(&rules, "fs.read", json!({"path": dotdot}), Some("argument_path"));
-    check(&rules, "fs.read", json!({"path": "escape/passwd"}), Some("argument_path"));
+    check(
+        &rules,
+        "fs.read",
+        json!({"path": dotdot}),
+        Some("argument_path"),
+    );
+    check(
+        &rules,
+        "fs.read",
+        json!({"path": "escape/passwd"}),
+        Some("argument_path"),
+    );
     check(&rules, "fs.read", json!({"path": 7}), Some("argument_path"));
     // Another tool, another argument: the rule does not apply.
     check(&rules, "other.read", json!({"path": "/etc/passwd"}), None);
@@ -56,12 +76,42 @@ fn urls_need_an_allowed_host() {
         },
     }])
     .unwrap();
-    check(&rules, "fetch.fetch", json!({"url": "https://example.com/a"}), None);
-    check(&rules, "fetch.fetch", json!({"url": "https://x.docs.rs/"}), None);
-    check(&rules, "fetch.fetch", json!({"url": "https://evil.com/"}), Some("argument_url"));
-    check(&rules, "fetch.fetch", json!({"url": "http://127.0.0.1/"}), Some("argument_url"));
-    check(&rules, "fetch.fetch", json!({"url": "https://user@example.com/"}), Some("argument_url"));
-    check(&rules, "fetch.fetch", json!({"url": "file:///etc/passwd"}), Some("argument_url"));
+    check(
+        &rules,
+        "fetch.fetch",
+        json!({"url": "https://example.com/a"}),
+        None,
+    );
+    check(
+        &rules,
+        "fetch.fetch",
+        json!({"url": "https://x.docs.rs/"}),
+        None,
+    );
+    check(
+        &rules,
+        "fetch.fetch",
+        json!({"url": "https://evil.com/"}),
+        Some("argument_url"),
+    );
+    check(
+        &rules,
+        "fetch.fetch",
+        json!({"url": "http://127.0.0.1/"}),
+        Some("argument_url"),
+    );
+    check(
+        &rules,
+        "fetch.fetch",
+        json!({"url": "https://user@example.com/"}),
+        Some("argument_url"),
+    );
+    check(
+        &rules,
+        "fetch.fetch",
+        json!({"url": "file:///etc/passwd"}),
+        Some("argument_url"),
+    );
 }
 
 #[test]
@@ -76,8 +126,15 @@ fn deny_regexes_see_nested_strings() {
     }])
     .unwrap();
     check(&rules, "shell.run", json!({"cmd": "ls"}), None);
-    check(&rules, "shell.run", json!({"cmd": ["sh", {"c": "rm -rf /"}]}), Some("argument_denied"));
-    let violation = rules.check("shell.run", &json!({"cmd": "rm -rf /"})).unwrap_err();
+    check(
+        &rules,
+        "shell.run",
+        json!({"cmd": ["sh", {"c": "rm -rf /"}]}),
+        Some("argument_denied"),
+    );
+    let violation = rules
+        .check("shell.run", &json!({"cmd": "rm -rf /"}))
+        .unwrap_err();
     assert_eq!(
         violation.message(),
         "Argument rule `no-rm` refused argument `cmd`: a value matches a denied pattern."
@@ -86,10 +143,41 @@ fn deny_regexes_see_nested_strings() {
 
 #[test]
 fn bad_rules_are_refused() {
-    let bad = |kind| ArgumentRules::compile(&[RuleSpec { name: "r".into(), tools: vec!["a".into()], kind }]).is_err();
-    assert!(bad(RuleKindSpec::Path { arguments: vec!["p".into()], roots: vec!["rel".into()], local: false }));
-    assert!(bad(RuleKindSpec::Path { arguments: vec!["p".into()], roots: vec!["/a/../b".into()], local: false }));
-    assert!(bad(RuleKindSpec::Url { arguments: vec!["u".into()], allow_hosts: vec!["a*b".into()] }));
-    assert!(bad(RuleKindSpec::Deny { arguments: vec![], pattern: "(".into() }));
-    assert!(ArgumentRules::compile(&[RuleSpec { name: "r".into(), tools: vec!["a*b".into()], kind: RuleKindSpec::Deny { arguments: vec![], pattern: "x".into() } }]).is_err());
+    let bad = |kind| {
+        ArgumentRules::compile(&[RuleSpec {
+            name: "r".into(),
+            tools: vec!["a".into()],
+            kind,
+        }])
+        .is_err()
+    };
+    assert!(bad(RuleKindSpec::Path {
+        arguments: vec!["p".into()],
+        roots: vec!["rel".into()],
+        local: false
+    }));
+    assert!(bad(RuleKindSpec::Path {
+        arguments: vec!["p".into()],
+        roots: vec!["/a/../b".into()],
+        local: false
+    }));
+    assert!(bad(RuleKindSpec::Url {
+        arguments: vec!["u".into()],
+        allow_hosts: vec!["a*b".into()]
+    }));
+    assert!(bad(RuleKindSpec::Deny {
+        arguments: vec![],
+        pattern: "(".into()
+    }));
+    assert!(
+        ArgumentRules::compile(&[RuleSpec {
+            name: "r".into(),
+            tools: vec!["a*b".into()],
+            kind: RuleKindSpec::Deny {
+                arguments: vec![],
+                pattern: "x".into()
+            }
+        }])
+        .is_err()
+    );
 }
