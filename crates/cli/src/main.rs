@@ -12,6 +12,7 @@ mod admin_client;
 mod agent;
 mod capsule;
 mod config_cmd;
+mod demo;
 mod egress;
 mod fixture;
 mod killswitch;
@@ -33,6 +34,8 @@ struct Cli {
 enum Command {
     /// Run the gateway.
     Serve(serve::ServeArgs),
+    /// Run the gateway with a built-in demo tool server and a demo agent; prints how to call it.
+    Demo(demo::DemoArgs),
     /// Check the configuration, print its JSON Schema or a commented example.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args),
+        Command::Demo(args) => demo::run(args),
         Command::Config(cmd) => config_cmd::run(cmd),
         Command::Doctor(args) => serve::doctor(args),
         Command::Ledger(cmd) => ledger::run(cmd),

@@ -231,3 +231,88 @@ pub fn run(command: &mut Command) -> String {
     );
     String::from_utf8(output.stdout).unwrap()
 }
+
+/// A raw Streamable HTTP MCP session (initialize, then JSON-RPC requests), for byte-level checks.
+pub struct RawSession {
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+    session_id: Option<String>,
+}
+
+impl RawSession {
+    pub async fn open(url: &str, token: Option<&str>) -> Self {
+        let mut session = Self {
+            http: reqwest::Client::new(),
+            url: url.to_owned(),
+            token: token.map(str::to_owned),
+            session_id: None,
+        };
+        let (status, headers, body) = session
+            .post(&serde_json::json!({
+                "jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": { "name": "raw", "version": "0" }
+                }
+            }))
+            .await;
+        assert_eq!(status, 200, "initialize: {body}");
+        session.session_id = headers
+            .get("mcp-session-id")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        session
+            .post(&serde_json::json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
+            .await;
+        session
+    }
+
+    /// Posts one message; returns the status, headers and the raw body.
+    pub async fn post(
+        &self,
+        message: &serde_json::Value,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let mut request = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(message.to_string());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(id) = &self.session_id {
+            request = request.header("mcp-session-id", id);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.unwrap())
+    }
+
+    /// The exact bytes of the JSON-RPC answer to request `id` (the SSE `data:` line, or the body).
+    pub async fn request_raw(&self, id: u64, method: &str, params: serde_json::Value) -> String {
+        let (status, _, body) = self
+            .post(&serde_json::json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }))
+            .await;
+        assert_eq!(status, 200, "{method}: {body}");
+        let needle = format!("\"id\":{id}");
+        body.lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .map(str::trim)
+            .find(|data| data.contains(&needle))
+            .map_or_else(|| body.trim().to_owned(), str::to_owned)
+    }
+
+    pub async fn request(
+        &self,
+        id: u64,
+        method: &str,
+        params: serde_json::Value,
+    ) -> serde_json::Value {
+        serde_json::from_str(&self.request_raw(id, method, params).await).unwrap()
+    }
+}
