@@ -1,10 +1,70 @@
-//! Secret keys for issuers and relaying nodes, and the raw 64-byte signatures they make.
+//! Secret keys for issuers and relaying nodes, the raw 64-byte signatures they make, and the
+//! key file format (`<kid>.key`).
 
 use std::fmt;
 
 use ed25519_dalek::Signer as _;
+use serde::{Deserialize, Serialize};
 
 use crate::trust::{Algorithm, PublicKey};
+
+/// Largest key file read.
+pub const MAX_KEY_FILE_BYTES: usize = 4096;
+
+/// Why a key file is unusable. Never carries key material.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("the key file is larger than {MAX_KEY_FILE_BYTES} bytes")]
+    TooLarge,
+    #[error("the key file is not JSON `{{\"alg\", \"kid\", \"secret_b64\"}}`")]
+    Malformed,
+    #[error("the key file does not hold a valid {} secret key", .0.as_str())]
+    BadKey(Algorithm),
+}
+
+/// A secret key file: `{"alg": "ed25519"|"secp256k1", "kid": "...", "secret_b64": "..."}`, where
+/// `secret_b64` is the unpadded base64url of the 32 secret bytes. `portcullis capsule keygen`
+/// writes it; `capsule sign` and a gateway's `[cluster]` node key read it.
+#[derive(Clone, Debug)]
+pub struct KeyFile {
+    pub kid: String,
+    pub key: SigningKey,
+}
+
+/// The JSON shape of [`KeyFile`].
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFileJson {
+    alg: Algorithm,
+    kid: String,
+    secret_b64: String,
+}
+
+impl KeyFile {
+    /// Parses a key file's bytes (unknown fields refused).
+    pub fn parse(bytes: &[u8]) -> Result<Self, KeyFileError> {
+        if bytes.len() > MAX_KEY_FILE_BYTES {
+            return Err(KeyFileError::TooLarge);
+        }
+        let file: KeyFileJson =
+            serde_json::from_slice(bytes).map_err(|_| KeyFileError::Malformed)?;
+        let key = crate::b64::decode(file.secret_b64.as_bytes())
+            .and_then(|secret| SigningKey::from_secret_bytes(file.alg, &secret))
+            .ok_or(KeyFileError::BadKey(file.alg))?;
+        Ok(Self { kid: file.kid, key })
+    }
+
+    /// The file's text (pretty JSON, no trailing newline). It holds the secret: write it 0600.
+    pub fn to_json(&self) -> String {
+        let file = KeyFileJson {
+            alg: self.key.algorithm(),
+            kid: self.kid.clone(),
+            secret_b64: crate::b64::encode(&self.key.secret_bytes()),
+        };
+        // Three strings: serialization cannot fail.
+        serde_json::to_string_pretty(&file).unwrap_or_default()
+    }
+}
 
 /// A secret signing key. Its `Debug` never shows the secret.
 #[derive(Clone)]
@@ -131,6 +191,54 @@ mod tests {
         for (secret, public, message, signature) in VECTORS {
             check(secret, public, message, signature);
         }
+    }
+
+    #[test]
+    fn key_files_round_trip_and_refuse_bad_input() {
+        for alg in [Algorithm::Ed25519, Algorithm::Secp256k1] {
+            let key = SigningKey::from_secret_bytes(alg, &[7; 32]).unwrap();
+            let file = KeyFile {
+                kid: "node-a-1".into(),
+                key: key.clone(),
+            };
+            let parsed = KeyFile::parse(file.to_json().as_bytes()).unwrap();
+            assert_eq!(parsed.kid, "node-a-1");
+            assert_eq!(parsed.key.secret_bytes(), key.secret_bytes());
+            assert_eq!(parsed.key.algorithm(), alg);
+        }
+        let check = |text: &str, expected: KeyFileError| {
+            assert_eq!(
+                KeyFile::parse(text.as_bytes()).unwrap_err(),
+                expected,
+                "{text}"
+            );
+        };
+        check("{}", KeyFileError::Malformed);
+        check(
+            r#"{"alg":"ed25519","kid":"k","secret_b64":"AA","extra":1}"#,
+            KeyFileError::Malformed,
+        );
+        check(
+            r#"{"alg":"ed25519","kid":"k","secret_b64":"AA"}"#,
+            KeyFileError::BadKey(Algorithm::Ed25519),
+        );
+        check(
+            &format!(
+                r#"{{"alg":"secp256k1","kid":"k","secret_b64":"{}"}}"#,
+                crate::b64::encode(&[0; 32])
+            ),
+            KeyFileError::BadKey(Algorithm::Secp256k1),
+        );
+        check(&" ".repeat(MAX_KEY_FILE_BYTES + 1), KeyFileError::TooLarge);
+        let key = SigningKey::from_secret_bytes(Algorithm::Ed25519, &[7; 32]).unwrap();
+        let debug = format!(
+            "{:?}",
+            KeyFile {
+                kid: "k".into(),
+                key
+            }
+        );
+        assert!(!debug.contains(&crate::b64::encode(&[7; 32])), "{debug}");
     }
 
     #[test]

@@ -36,9 +36,10 @@ mod verify;
 
 pub use body::{
     CapsuleBody, ContractBody, ContractSubject, MAX_HOPS, Neighbor, Quota, Scope, VERSION,
+    is_key_id,
 };
 pub use json::{MAX_DEPTH, MAX_INTEGER, MAX_ITEMS, MAX_STRING_BYTES};
-pub use key::SigningKey;
+pub use key::{KeyFile, KeyFileError, MAX_KEY_FILE_BYTES, SigningKey};
 pub use limits::CapsuleLimits;
 pub use reason::{REASONS, VerifyError};
 pub use sign::{Inspection, NodeSigner, RelayError, SignError, inspect, sign_capsule, template};

@@ -12,11 +12,11 @@ use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
 use jiff::Timestamp;
 use rand_core::{OsRng, RngCore as _};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use portcullis_capsule::{
-    Algorithm, CapsuleLimits, IssuerEntry, NodeEntry, Scope, SigningKey, TrustStore, VerifyError,
+    Algorithm, CapsuleLimits, IssuerEntry, KeyFile, NodeEntry, Scope, SigningKey, TrustStore,
+    VerifyError,
 };
 use portcullis_core::{Clock as _, SystemClock};
 
@@ -119,15 +119,6 @@ impl Outcome {
             success: true,
         }
     }
-}
-
-/// The secret key file, `DIR/<kid>.key`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyFile {
-    alg: Algorithm,
-    kid: String,
-    secret_b64: String,
 }
 
 fn execute(cmd: CapsuleCommand, now: Timestamp) -> anyhow::Result<Outcome> {
@@ -305,12 +296,11 @@ fn keygen(key: &SigningKey, kid: &str, out: &Path, entry: &Value) -> anyhow::Res
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create directory `{}`", out.display()))?;
     let key_file = KeyFile {
-        alg: key.algorithm(),
         kid: kid.to_owned(),
-        secret_b64: portcullis_capsule::encode_b64(&key.secret_bytes()),
+        key: key.clone(),
     };
     let key_path = out.join(format!("{kid}.key"));
-    write_secret(&key_path, &serde_json::to_vec_pretty(&key_file)?)?;
+    write_secret(&key_path, key_file.to_json().as_bytes())?;
     let entry_text = serde_json::to_string_pretty(entry)?;
     let pub_path = out.join(format!("{kid}.pub.json"));
     std::fs::write(&pub_path, format!("{entry_text}\n"))
@@ -336,21 +326,13 @@ fn write_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 fn read_key(path: &Path, kid: &str) -> anyhow::Result<SigningKey> {
-    let bytes = read_limited(path, 4096)?;
-    let file: KeyFile = serde_json::from_slice(&bytes)
-        .with_context(|| format!("`{}` is not a capsule key file", path.display()))?;
+    let bytes = read_limited(path, portcullis_capsule::MAX_KEY_FILE_BYTES as u64)?;
+    let file = KeyFile::parse(&bytes)
+        .with_context(|| format!("`{}` is not a usable capsule key file", path.display()))?;
     if file.kid != kid {
         bail!("the key file is for kid `{}`, not `{kid}`", file.kid);
     }
-    portcullis_capsule::decode_b64(&file.secret_b64)
-        .and_then(|secret| SigningKey::from_secret_bytes(file.alg, &secret))
-        .with_context(|| {
-            format!(
-                "`{}` does not hold a valid {} key",
-                path.display(),
-                file.alg.as_str()
-            )
-        })
+    Ok(file.key)
 }
 
 fn read_token(arg: &str) -> anyhow::Result<Vec<u8>> {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod cluster;
 mod duration;
 mod env;
 pub mod limits;
@@ -51,6 +52,8 @@ pub struct Config {
     pub contracts: Vec<portcullis_policy::Contract>,
     /// Signed policy capsules: the trust store and verification limits.
     pub capsules: CapsulesConfig,
+    /// This node and its neighbours, for relaying capsules (docs/CAPSULES.md "Propagation").
+    pub cluster: cluster::ClusterConfig,
     /// Network egress: posture, rules, the forward proxy and the DNS guard (docs/EGRESS.md).
     pub egress: portcullis_netpolicy::EgressConfig,
     /// Secrets for upstreams and providers, referenced by name elsewhere in the configuration.
@@ -586,9 +589,20 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
         }
     }
     policy::validate(config, &mut issue);
+    cluster::validate(config, &mut issue);
     limits::validate(config, &mut issue);
     mcp::validate(config, &mut issue);
     issues
+}
+
+/// `raw` as an `http` or `https` URL with a host and no credentials; `None` otherwise.
+pub(crate) fn http_url(raw: &str) -> Option<reqwest::Url> {
+    reqwest::Url::parse(raw).ok().filter(|url| {
+        matches!(url.scheme(), "http" | "https")
+            && url.host_str().is_some()
+            && url.username().is_empty()
+            && url.password().is_none()
+    })
 }
 
 /// Parses 64 hex digits (either case) into 32 bytes.

@@ -47,6 +47,8 @@ pub struct AppParts {
     pub guardrails: Arc<crate::guardrails::Guardrails>,
     /// MCP upstreams, pins and the catalog behind `/mcp`.
     pub mcp: Arc<crate::mcp::McpRuntime>,
+    /// This node's cluster settings and the capsules it relayed.
+    pub cluster: Arc<crate::cluster::ClusterRuntime>,
 }
 
 impl AppState {

@@ -12,6 +12,7 @@
 //! - Tokens are compared as SHA-256 digests in constant time and never logged or stored in clear.
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod doctor;
 pub mod egress;

@@ -342,23 +342,7 @@ pub async fn reload(
 async fn reload_inner(
     state: &crate::http::AppState,
 ) -> Result<(usize, usize, usize), Vec<LoadIssue>> {
-    let fresh = match &state.config.origin {
-        Some(path) => {
-            let env = process_env();
-            crate::config::load(&crate::config::ConfigSource::File(path.clone()), &env).map_err(
-                |err| {
-                    err.issues
-                        .iter()
-                        .map(|issue| LoadIssue {
-                            file: err.source_name.clone(),
-                            message: issue.to_string(),
-                        })
-                        .collect::<Vec<_>>()
-                },
-            )?
-        }
-        None => Config::clone(&state.config),
-    };
+    let fresh = reread_config(&state.config)?;
     let mut sources = state.policy.lock_sources().await;
     let mut next = Sources::from_config(&fresh)?;
     next.admin_contracts = sources.admin_contracts.clone();
@@ -367,6 +351,27 @@ async fn reload_inner(
     state.policy.swap(engine);
     *sources = next;
     Ok(sizes)
+}
+
+/// The configuration file `config` came from, read again with the process environment (for
+/// reloads); `config` itself when it came from built-in defaults.
+pub fn reread_config(config: &Config) -> Result<Config, Vec<LoadIssue>> {
+    let Some(path) = &config.origin else {
+        return Ok(config.clone());
+    };
+    crate::config::load(
+        &crate::config::ConfigSource::File(path.clone()),
+        &process_env(),
+    )
+    .map_err(|err| {
+        err.issues
+            .iter()
+            .map(|issue| LoadIssue {
+                file: err.source_name.clone(),
+                message: issue.to_string(),
+            })
+            .collect()
+    })
 }
 
 /// The process environment for a reload: the same variables the start-up load accepted (the

@@ -260,34 +260,57 @@ fn check_name(name: &str) -> Result<(), SecretsError> {
     }
 }
 
-fn read_file(path: &Path) -> Result<BTreeMap<String, String>, SecretsError> {
-    let read = |source| SecretsError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let meta = std::fs::metadata(path).map_err(read)?;
+/// Why a private file (secrets, a node key) was not read. Never carries the file's contents.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivateFileError {
+    #[error("cannot read it: {0}")]
+    Read(std::io::Error),
+    #[error("it is not a regular file")]
+    NotAFile,
+    #[error("it is readable by group or others (mode {mode:o}); run `chmod 600` on it")]
+    Insecure { mode: u32 },
+    #[error("it is larger than {max} bytes")]
+    TooLarge { max: u64 },
+}
+
+/// Reads a file that holds secrets: it must be a regular file with no group or other permission
+/// bits (on Unix) and at most `max` bytes.
+pub fn read_private_file(path: &Path, max: u64) -> Result<String, PrivateFileError> {
+    let meta = std::fs::metadata(path).map_err(PrivateFileError::Read)?;
     if !meta.is_file() {
-        return Err(SecretsError::NotAFile {
-            path: path.to_owned(),
-        });
+        return Err(PrivateFileError::NotAFile);
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(SecretsError::Insecure {
-                path: path.to_owned(),
-                mode,
-            });
+            return Err(PrivateFileError::Insecure { mode });
         }
     }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(SecretsError::TooLarge {
-            path: path.to_owned(),
-        });
+    if meta.len() > max {
+        return Err(PrivateFileError::TooLarge { max });
     }
-    let text = std::fs::read_to_string(path).map_err(read)?;
+    std::fs::read_to_string(path).map_err(PrivateFileError::Read)
+}
+
+fn read_file(path: &Path) -> Result<BTreeMap<String, String>, SecretsError> {
+    let text = read_private_file(path, MAX_FILE_BYTES).map_err(|err| match err {
+        PrivateFileError::Read(source) => SecretsError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        PrivateFileError::NotAFile => SecretsError::NotAFile {
+            path: path.to_owned(),
+        },
+        PrivateFileError::Insecure { mode } => SecretsError::Insecure {
+            path: path.to_owned(),
+            mode,
+        },
+        PrivateFileError::TooLarge { .. } => SecretsError::TooLarge {
+            path: path.to_owned(),
+        },
+    })?;
     // The parser's message may quote a line of the file, which can hold a value: keep only its
     // position.
     let table: BTreeMap<String, String> =

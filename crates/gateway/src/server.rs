@@ -79,6 +79,8 @@ pub enum ServeError {
     Egress(crate::egress::EgressStartError),
     #[error("{0}")]
     Secrets(crate::secrets::SecretsError),
+    #[error("the cluster section cannot be used: {0}")]
+    Cluster(crate::cluster::ClusterError),
     #[error("the MCP upstreams cannot start: {0}")]
     Mcp(crate::mcp::McpStartError),
     #[error("the HTTP server failed: {0}")]
@@ -182,6 +184,14 @@ pub async fn serve(
     );
 
     let secrets = Arc::new(load_secrets(&config)?);
+    let cluster = Arc::new(crate::cluster::ClusterRuntime::new(
+        crate::cluster::ClusterSettings::build(
+            &config,
+            &secrets,
+            policy.capsules.trust_store().as_deref(),
+        )
+        .map_err(ServeError::Cluster)?,
+    ));
 
     let mcp = Arc::new(
         crate::mcp::McpRuntime::start(&config, &secrets, store.as_ref(), &|var| {
@@ -242,6 +252,7 @@ pub async fn serve(
         secrets,
         guardrails: Arc::clone(&guardrails),
         mcp: Arc::clone(&mcp),
+        cluster,
     });
     crate::mcp::spawn_watchers(&state);
 
@@ -344,7 +355,7 @@ pub async fn load_policy(config: &Config, store: &dyn Store) -> Result<PolicyRun
     ))
 }
 
-/// On SIGHUP: reloads the policy (and the trust store). Failures keep what is serving; each
+/// On SIGHUP: reloads the policy, the trust store and the cluster settings. Failures keep what is serving; each
 /// outcome is a ledger event written by the reload itself.
 fn spawn_reload_on_hangup(state: AppState) {
     #[cfg(unix)]
@@ -365,6 +376,11 @@ fn spawn_reload_on_hangup(state: AppState) {
             }
             if let Err(issue) = crate::policy::capsules::reload_trust(&state).await {
                 tracing::warn!(file = %issue.file, message = %issue.message, "trust store reload refused");
+            }
+            if let Err(issues) = crate::cluster::reload(&state).await {
+                for issue in &issues {
+                    tracing::warn!(file = %issue.file, message = %issue.message, "cluster reload refused");
+                }
             }
         }
     });

@@ -77,6 +77,9 @@ pub async fn gateway_in(config: Config, dir: tempfile::TempDir) -> TestGateway {
             clock.clone(),
         )),
         guardrails: Arc::new(guardrails),
+        cluster: Arc::new(crate::cluster::ClusterRuntime::new(
+            crate::cluster::ClusterSettings::default(),
+        )),
     });
     TestGateway {
         state,

@@ -43,9 +43,14 @@ async fn adopt_capsule(
         None => body.trim_ascii(),
     };
     match capsules::adopt(&state, token, admin_subject(&caller)).await {
-        Ok((adopted, entry)) => {
+        Ok((adopted, capsule)) => {
+            let entry = capsules::entry(&capsule, state.clock.now());
             let status = match adopted {
-                capsules::Adopted::New => StatusCode::CREATED,
+                capsules::Adopted::New => {
+                    // Only a new adoption relays; the relay runs in the background.
+                    crate::cluster::relay::spawn(&state, capsule);
+                    StatusCode::CREATED
+                }
                 capsules::Adopted::Unchanged => StatusCode::OK,
             };
             (status, Json(entry)).into_response()

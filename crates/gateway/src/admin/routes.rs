@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(crate::egress::admin_router())
         .merge(crate::mcp::admin::router())
         .merge(crate::admin::policy_routes::router())
+        .merge(crate::cluster::admin_router())
         .merge(crate::guardrails::killswitch::admin_router())
         .layer(middleware::from_fn_with_state(state, authenticate))
 }

@@ -12,6 +12,7 @@ const SECTIONS: &[&str] = &[
     "ledger",
     "observability",
     "capsules",
+    "cluster",
     "egress",
     "secrets",
     "limits",

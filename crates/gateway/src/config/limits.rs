@@ -158,13 +158,7 @@ impl Default for AlertsConfig {
 pub(crate) fn validate(config: &Config, issue: &mut impl FnMut(String, String)) {
     let alerts = &config.alerts;
     if !alerts.webhook_url.is_empty() {
-        let valid = reqwest::Url::parse(&alerts.webhook_url).is_ok_and(|url| {
-            matches!(url.scheme(), "http" | "https")
-                && url.host_str().is_some()
-                && url.username().is_empty()
-                && url.password().is_none()
-        });
-        if !valid {
+        if crate::config::http_url(&alerts.webhook_url).is_none() {
             issue(
                 "alerts.webhook_url".into(),
                 format!(

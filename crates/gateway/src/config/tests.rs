@@ -220,3 +220,63 @@ fn config_doc_is_current() {
         "docs/CONFIG.md is stale; regenerate with `PORTCULLIS_BLESS=1 cargo test -p portcullis-gateway config_doc`"
     );
 }
+
+/// Like `check_err`, without the line.
+#[track_caller]
+fn check_cluster_err(text: &str, path: &str, needle: &str) {
+    let err = load_str(text, "test.toml", &BTreeMap::new()).unwrap_err();
+    let found = err
+        .issues
+        .iter()
+        .any(|issue| issue.path == path && issue.message.contains(needle));
+    assert!(found, "no issue at `{path}` containing `{needle}` in {err}");
+}
+
+#[test]
+fn cluster_section_errors_name_their_key() {
+    let node = "[cluster]\nid = \"n1\"\nkid = \"n1-key\"\nkey_file = \"n1.key\"\n";
+    let peer = |id: &str, url: &str, secret: &str| {
+        format!("[[cluster.peers]]\nid = \"{id}\"\nurl = \"{url}\"\ntoken_secret = \"{secret}\"\n")
+    };
+    let good = peer("n2", "http://127.0.0.1:8091", "n2_admin");
+    load_str(&format!("{node}{good}"), "t", &BTreeMap::new()).unwrap();
+    check_cluster_err("[cluster]\nid = \"n1\"\n", "cluster", "or none of them");
+    check_cluster_err(&good, "cluster.id", "needs `id`");
+    check_cluster_err(
+        &format!("{node}{}", peer("n1", "http://127.0.0.1:1", "s1")),
+        "cluster.peers[0].id",
+        "own id",
+    );
+    check_cluster_err(
+        &format!("{node}{good}{good}"),
+        "cluster.peers[1].id",
+        "listed twice",
+    );
+    for url in [
+        "ftp://127.0.0.1",
+        "http://user:pw@127.0.0.1",
+        "http://127.0.0.1/?q=1",
+        "127.0.0.1:8091",
+    ] {
+        check_cluster_err(
+            &format!("{node}{}", peer("n2", url, "s")),
+            "cluster.peers[0].url",
+            "base URL",
+        );
+    }
+    check_cluster_err(
+        &format!("{node}{}", peer("n2", "http://127.0.0.1:1", "bad name")),
+        "cluster.peers[0].token_secret",
+        "name the secret",
+    );
+    check_cluster_err(
+        &format!("{node}relay_attempts = 0\n"),
+        "cluster.relay_attempts",
+        "between 1 and 10",
+    );
+    check_cluster_err(
+        &format!("{node}parent = {{ id = \"n 2\", url = \"http://h\", token_secret = \"s\" }}\n"),
+        "cluster.parent.id",
+        "printable ASCII",
+    );
+}

@@ -130,7 +130,8 @@ impl CapsuleRuntime {
         }
     }
 
-    fn trust(&self) -> Option<Arc<TrustStore>> {
+    /// The trust store in service, if one is configured.
+    pub fn trust_store(&self) -> Option<Arc<TrustStore>> {
         self.trust
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -141,7 +142,7 @@ impl CapsuleRuntime {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AdoptError::Refused(VerifyError::TooLarge));
         }
-        let trust = self.trust().ok_or(AdoptError::NoTrustStore)?;
+        let trust = self.trust_store().ok_or(AdoptError::NoTrustStore)?;
         verify(token, &trust, &self.limits, now).map_err(AdoptError::Refused)
     }
 
@@ -157,7 +158,7 @@ impl CapsuleRuntime {
 }
 
 /// One capsule as the admin API lists it.
-fn entry(capsule: &VerifiedCapsule, now: Timestamp) -> serde_json::Value {
+pub fn entry(capsule: &VerifiedCapsule, now: Timestamp) -> serde_json::Value {
     serde_json::json!({
         "id": capsule.id(),
         "hash": capsule.hash_hex(),
@@ -225,7 +226,7 @@ pub async fn adopt(
     state: &AppState,
     token: &[u8],
     subject: &str,
-) -> Result<(Adopted, serde_json::Value), AdoptError> {
+) -> Result<(Adopted, VerifiedCapsule), AdoptError> {
     let now = state.clock.now();
     let outcome = adopt_inner(state, token, now).await;
     let event = match &outcome {
@@ -245,9 +246,7 @@ pub async fn adopt(
         .events
         .emit_best_effort(event.subject(subject.to_owned()))
         .await;
-    outcome
-        .map(|(adopted, capsule)| (adopted, entry(&capsule, now)))
-        .map_err(|(err, _)| err)
+    outcome.map_err(|(err, _)| err)
 }
 
 type Outcome = Result<(Adopted, VerifiedCapsule), (AdoptError, Option<VerifiedCapsule>)>;
@@ -402,22 +401,12 @@ pub async fn restore(state: &AppState) -> Result<usize, portcullis_store::StoreE
 /// `POST /admin/trust/reload` and SIGHUP: re-reads the trust store, swaps it in, then tears down
 /// the capsules that no longer verify. A failure keeps the old trust store.
 pub async fn reload_trust(state: &AppState) -> Result<usize, LoadIssue> {
-    let fresh = match &state.config.origin {
-        Some(path) => {
-            let env = crate::policy::process_env();
-            crate::config::load(&crate::config::ConfigSource::File(path.clone()), &env).map_err(
-                |err| LoadIssue {
-                    file: err.source_name.clone(),
-                    message: err
-                        .issues
-                        .first()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                },
-            )
-        }
-        None => Ok(Config::clone(&state.config)),
-    };
+    let fresh = crate::policy::reread_config(&state.config).map_err(|issues| {
+        issues.into_iter().next().unwrap_or_else(|| LoadIssue {
+            file: "config".to_owned(),
+            message: String::new(),
+        })
+    });
     let trust = fresh.and_then(|config| read_trust_store(&config));
     match trust {
         Ok(trust) => {
