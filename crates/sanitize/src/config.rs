@@ -1,6 +1,6 @@
 //! The `[pii]` configuration section and its validation.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::entity::EntityType;
 
@@ -37,7 +37,7 @@ pub struct PiiConfig {
 }
 
 /// What happens to a finding.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Replace with `[REDACTED_EMAIL]`.
@@ -54,7 +54,7 @@ pub enum Strategy {
 }
 
 /// One strategy per entity type; each key defaults to `redact`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StrategyTable {
     #[serde(default)]

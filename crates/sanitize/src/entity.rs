@@ -1,12 +1,12 @@
 //! The entity types the sanitizer detects, with their stable names.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// One kind of sensitive value.
 ///
 /// The order of the variants is the tie-break order when two detections overlap with the same
 /// length: earlier wins.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntityType {
     Secret,
@@ -84,6 +84,13 @@ impl Counts {
     pub fn add(&mut self, ty: EntityType) {
         if let Some(slot) = self.per_type.get_mut(ty.index()) {
             *slot = slot.saturating_add(1);
+        }
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &Counts) {
+        for (slot, n) in self.per_type.iter_mut().zip(other.per_type) {
+            *slot = slot.saturating_add(n);
         }
     }
 

@@ -20,6 +20,8 @@ mod config;
 mod detect;
 mod entity;
 pub mod fuzzing;
+mod json;
+pub mod redact;
 mod replace;
 mod restore;
 mod synthetic;
@@ -35,6 +37,7 @@ pub use config::{
 };
 pub use detect::{CONTEXT_FORMATS, PROVIDER_FORMATS, Span, UNPREFIXED_FORMATS};
 pub use entity::{Counts, EntityType};
+pub use redact::Redactor;
 pub use restore::{Restorer, restore};
 pub use vault::{DEFAULT_VAULT_LIMIT, Scope, Vault};
 

@@ -8,7 +8,9 @@ use crate::vault::Vault;
 ///
 /// [`Restorer::push`] returns what is safe to emit now and holds back at most the longest
 /// synthetic value minus one byte (the most a split value can leave at the end of a chunk);
-/// [`Restorer::finish`] returns the rest.
+/// [`Restorer::finish`] returns the rest. Cloning is cheap (the automaton is shared), so one
+/// restorer built per request can serve every text stream of a response.
+#[derive(Clone)]
 pub struct Restorer {
     matcher: Option<AhoCorasick>,
     originals: Vec<String>,

@@ -155,19 +155,19 @@ pub(crate) fn is_ssn(text: &[u8], start: usize, end: usize) -> bool {
         .filter(|b| b.is_ascii_digit())
         .map(|b| u32::from(b - b'0'))
         .collect();
-    if candidate.len() == 9 {
-        // Bare digits need an SSN label right before them, and no other label in between.
+    // Bare digits need an SSN label right before them, and no other label in between.
+    let labelled = || {
         let near = context_before(text, start, 24);
         let label_end = SSN_WORDS
             .iter()
             .filter_map(|word| near.rfind(word).map(|idx| idx + word.len()))
             .max();
-        let Some(label_end) = label_end.filter(|_| contains_word(&near, SSN_WORDS)) else {
-            return false;
-        };
-        if contains_word(near.get(label_end..).unwrap_or(""), NOT_PHONE_WORDS) {
-            return false;
-        }
+        label_end
+            .filter(|_| contains_word(&near, SSN_WORDS))
+            .is_some_and(|end| !contains_word(near.get(end..).unwrap_or(""), NOT_PHONE_WORDS))
+    };
+    if candidate.len() == 9 && !labelled() {
+        return false;
     }
     let number = |range: std::ops::Range<usize>| -> u32 {
         digits
@@ -177,7 +177,9 @@ pub(crate) fn is_ssn(text: &[u8], start: usize, end: usize) -> bool {
             .fold(0, |acc, d| acc * 10 + d)
     };
     let (area, group, serial) = (number(0..3), number(3..5), number(5..9));
-    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+    // Areas 900-999 are never issued as SSNs but are taxpayer ids (ITINs) and the reserved
+    // test range: taken only after an SSN or TIN label.
+    area != 0 && area != 666 && (area < 900 || labelled()) && group != 0 && serial != 0
 }
 
 /// Checks an IPv4 candidate: octets in range without leading zeros, not a version number.

@@ -74,6 +74,10 @@ fn us_ssn() {
     none("000-12-3456 666-12-3456 912-34-5678 123-00-4567 123-45-0000");
     none("order 123456789");
     none("account no. 586811057");
+    // Taxpayer ids and the reserved test range (area 9xx) only after a label.
+    check("SSN 912-34-5678", &[("912-34-5678", UsSsn)]);
+    check("tin: 987 12 3456", &[("987 12 3456", UsSsn)]);
+    none("part 912-34-5678");
     check(
         "SSN: 206580716\naccount no. 586811057",
         &[("206580716", UsSsn)],
