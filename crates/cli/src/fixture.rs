@@ -1,4 +1,5 @@
-//! `portcullis fixture-server`: the project's MCP test server (hidden; for tests, demo, benchmarks).
+//! `portcullis fixture-server` and `portcullis fixture-llm`: the project's MCP test server and
+//! fake LLM provider (hidden; for tests, demo, benchmarks).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,6 +68,42 @@ pub fn run(args: FixtureArgs) -> anyhow::Result<ExitCode> {
             }
             None => portcullis_mcp_fixture::serve_stdio(fixture).await?,
         }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct FixtureLlmArgs {
+    /// Port on 127.0.0.1 (0 picks one); prints `{"event":"listening","http":ADDR}` once
+    /// listening.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// How streamed text is cut: `words` (each word in two halves), `whole`, or a byte count.
+    #[arg(long, default_value = "words")]
+    pub split: portcullis_llm_fixture::Split,
+}
+
+pub fn run_llm(args: FixtureLlmArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        print_line(&serde_json::json!({ "event": "listening", "http": local }).to_string())?;
+        let shutdown = CancellationToken::new();
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            portcullis_gateway::server::shutdown_signal().await;
+            on_signal.cancel();
+        });
+        let fixture = portcullis_llm_fixture::LlmFixture::new(args.split);
+        portcullis_llm_fixture::serve(listener, fixture, shutdown).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -68,6 +68,9 @@ enum Command {
     /// Serve the project's MCP test server (tests, demo and benchmarks).
     #[command(hide = true)]
     FixtureServer(fixture::FixtureArgs),
+    /// Serve the project's fake OpenAI-compatible provider (tests and benchmarks).
+    #[command(hide = true)]
+    FixtureLlm(fixture::FixtureLlmArgs),
     /// Engage or lift the kill switch on a running gateway.
     #[command(subcommand)]
     Killswitch(killswitch::KillswitchCommand),
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
         Command::Lease(cmd) => egress::run_lease(cmd),
         Command::Tools(cmd) => tools::run(cmd),
         Command::FixtureServer(args) => fixture::run(args),
+        Command::FixtureLlm(args) => fixture::run_llm(args),
         Command::Killswitch(cmd) => killswitch::run(cmd),
     };
     match result {

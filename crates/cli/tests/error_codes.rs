@@ -22,6 +22,7 @@ fn domains() -> Vec<(&'static str, &'static [ReasonInfo])> {
         ("Store", portcullis_store::REASONS),
         ("Budget", portcullis_budget::REASONS),
         ("MCP front", portcullis_mcp::REASONS),
+        ("LLM front", portcullis_llm::REASONS),
         ("Ledger verification", portcullis_ledger::REASONS),
     ]
 }

@@ -17,7 +17,7 @@ use rmcp::model::CallToolRequestParams;
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use support::Gateway;
+use support::{Gateway, create_agent};
 
 const SECRET: &str = "fixture-secret-value-0451";
 
@@ -75,19 +75,6 @@ async fn start(dir: &Path, pin_mode: &str, extra_args: &str) -> Gateway {
         ],
     )
     .await
-}
-
-async fn create_agent(gateway: &Gateway, id: &str, allow: &[&str]) -> String {
-    let response = reqwest::Client::new()
-        .post(gateway.url("/admin/agents"))
-        .bearer_auth(&gateway.admin_token)
-        .json(&serde_json::json!({"id": id, "allow": allow}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let body: serde_json::Value = response.json().await.unwrap();
-    body["token"].as_str().unwrap().to_owned()
 }
 
 async fn client(gateway: &Gateway, token: &str) -> RunningService<RoleClient, ()> {

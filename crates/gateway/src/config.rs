@@ -17,6 +17,7 @@ pub mod cluster;
 mod duration;
 mod env;
 pub mod limits;
+pub mod llm;
 mod locate;
 pub mod mcp;
 pub mod policy;
@@ -66,6 +67,10 @@ pub struct Config {
     pub upstreams: Vec<mcp::UpstreamConfig>,
     /// The MCP catalog: tool naming, pin mode and argument rules.
     pub tools: mcp::ToolsConfig,
+    /// The OpenAI-compatible front: providers, routes and defaults (docs/LLM.md).
+    pub llm: llm::LlmConfig,
+    /// PII and secret sanitization of what agents send to providers (docs/PII.md).
+    pub pii: llm::PiiSection,
     /// The file this configuration was read from (not a key: set by [`load`]).
     #[serde(skip)]
     #[schemars(skip)]
@@ -592,6 +597,7 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
     cluster::validate(config, &mut issue);
     limits::validate(config, &mut issue);
     mcp::validate(config, &mut issue);
+    llm::validate(config, &mut issue);
     issues
 }
 

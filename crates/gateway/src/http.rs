@@ -49,6 +49,8 @@ pub struct AppParts {
     pub mcp: Arc<crate::mcp::McpRuntime>,
     /// This node's cluster settings and the capsules it relayed.
     pub cluster: Arc<crate::cluster::ClusterRuntime>,
+    /// LLM providers, routes, the sanitizer and tokenizers behind `/v1/*`.
+    pub llm: Arc<crate::llm::LlmRuntime>,
 }
 
 impl AppState {
@@ -76,6 +78,7 @@ pub fn app(state: AppState) -> Router {
         .route("/whoami", get(whoami))
         .merge(crate::egress::agent_router())
         .merge(crate::mcp::router(state.clone()))
+        .merge(crate::llm::router())
         .nest("/admin", crate::admin::routes::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

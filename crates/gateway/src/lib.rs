@@ -21,6 +21,7 @@ pub mod events;
 pub mod guardrails;
 pub mod http;
 pub mod identity;
+pub mod llm;
 pub mod mcp;
 pub mod metrics;
 pub mod pipeline;

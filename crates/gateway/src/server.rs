@@ -83,6 +83,8 @@ pub enum ServeError {
     Cluster(crate::cluster::ClusterError),
     #[error("the MCP upstreams cannot start: {0}")]
     Mcp(crate::mcp::McpStartError),
+    #[error("the LLM front cannot start: {0}")]
+    Llm(crate::llm::LlmStartError),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
     #[error("the ledger could not be flushed at shutdown: {0}")]
@@ -201,6 +203,12 @@ pub async fn serve(
         .map_err(ServeError::Mcp)?,
     );
 
+    let llm = Arc::new(crate::llm::LlmRuntime::start(&config, &secrets).map_err(ServeError::Llm)?);
+    if !config.llm.providers.is_empty() {
+        let preload = Arc::clone(&llm);
+        tokio::task::spawn_blocking(move || preload.preload());
+    }
+
     let metrics = Metrics::new();
     let events = Events::new(Arc::clone(&store), metrics.clone());
     let alerts = match &config.alerts {
@@ -253,6 +261,7 @@ pub async fn serve(
         guardrails: Arc::clone(&guardrails),
         mcp: Arc::clone(&mcp),
         cluster,
+        llm,
     });
     crate::mcp::spawn_watchers(&state);
 

@@ -65,6 +65,7 @@ pub async fn gateway_in(config: Config, dir: tempfile::TempDir) -> TestGateway {
         policy: Arc::new(policy),
         secrets: Arc::new(crate::secrets::Secrets::default()),
         mcp: Arc::new(crate::mcp::McpRuntime::empty()),
+        llm: Arc::new(crate::llm::LlmRuntime::empty().unwrap()),
         egress: Arc::new(crate::egress::EgressState::new(
             portcullis_netpolicy::EgressConfig::default(),
             portcullis_netpolicy::EgressPolicy::from_config(

@@ -60,8 +60,14 @@ async fn call(http: &reqwest::Client, target: &Target, model: &str) {
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     assert!(status.is_success(), "{}: {status} {body}", target.name);
-    let content = body["choices"][0]["message"]["content"].as_str().unwrap_or("");
-    assert!(content.contains("alice.smith@example.com"), "{}: {body}", target.name);
+    let content = body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        content.contains("alice.smith@example.com"),
+        "{}: {body}",
+        target.name
+    );
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -102,12 +108,8 @@ async fn throughput(target: &Target, model: &str, clients: usize, secs: u64) -> 
     let deadline = started + Duration::from_secs(secs);
     let mut tasks = Vec::with_capacity(clients);
     for _ in 0..clients {
-        let (done, http, target, model) = (
-            done.clone(),
-            http.clone(),
-            target.clone(),
-            model.to_owned(),
-        );
+        let (done, http, target, model) =
+            (done.clone(), http.clone(), target.clone(), model.to_owned());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 call(&http, &target, &model).await;
@@ -178,5 +180,8 @@ async fn main() {
         println!("  {:<12} {rate:.0}", target.name);
         row["req_per_s"] = json!(rate);
     }
-    println!("{}", json!({"sequential": n, "clients": clients, "secs": secs, "targets": rows}));
+    println!(
+        "{}",
+        json!({"sequential": n, "clients": clients, "secs": secs, "targets": rows})
+    );
 }

@@ -211,7 +211,10 @@ async fn chat(State(fixture): State<LlmFixture>, headers: HeaderMap, body: Bytes
         Bytes::from(format!("data: {event}\n\n"))
     };
     let tool = model == "tool-call";
-    let mut events = vec![frame(json!({"role": "assistant", "content": ""}), Value::Null)];
+    let mut events = vec![frame(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
     for (idx, piece) in pieces.iter().enumerate() {
         let delta = if tool {
             let mut call = json!({"index": 0, "function": {"arguments": piece}});
@@ -233,7 +236,10 @@ async fn chat(State(fixture): State<LlmFixture>, headers: HeaderMap, body: Bytes
         chunks.push(Err(std::io::Error::other("fixture: broken mid-stream")));
         return sse(Body::from_stream(futures::stream::iter(chunks)));
     }
-    events.push(frame(json!({}), json!(if tool { "tool_calls" } else { "stop" })));
+    events.push(frame(
+        json!({}),
+        json!(if tool { "tool_calls" } else { "stop" }),
+    ));
     if include_usage {
         let usage = json!({
             "id": "chatcmpl-fixture", "object": "chat.completion.chunk", "created": 0,
@@ -272,7 +278,11 @@ fn broken_body() -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-async fn embeddings(State(fixture): State<LlmFixture>, headers: HeaderMap, body: Bytes) -> Response {
+async fn embeddings(
+    State(fixture): State<LlmFixture>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request = match parse(&body) {
         Ok(request) => request,
         Err(response) => return response,

@@ -92,7 +92,8 @@ impl ChatRequest {
                 None | Some(Value::Null) => {}
                 Some(value) => {
                     let limit = value.as_u64().ok_or(RequestError::Field(key))?;
-                    max_output_tokens = Some(max_output_tokens.map_or(limit, |m: u64| m.min(limit)));
+                    max_output_tokens =
+                        Some(max_output_tokens.map_or(limit, |m: u64| m.min(limit)));
                 }
             }
         }
@@ -184,9 +185,7 @@ impl EmbeddingsRequest {
         let valid = match body.get("input") {
             Some(Value::String(_)) => true,
             Some(Value::Array(items)) => {
-                !items.is_empty()
-                    && items.len() <= MAX_INPUTS
-                    && items.iter().all(Value::is_string)
+                !items.is_empty() && items.len() <= MAX_INPUTS && items.iter().all(Value::is_string)
             }
             _ => false,
         };
@@ -248,10 +247,22 @@ mod tests {
         check_chat(json!({"model": "m", "messages": user}), Ok(()));
         check_chat(json!([]), Err(RequestError::NotObject));
         check_chat(json!({"messages": user}), Err(RequestError::Model));
-        check_chat(json!({"model": "", "messages": user}), Err(RequestError::Model));
-        check_chat(json!({"model": 3, "messages": user}), Err(RequestError::Model));
-        check_chat(json!({"model": "m", "messages": []}), Err(RequestError::Messages));
-        check_chat(json!({"model": "m", "messages": [{}]}), Err(RequestError::Message(0)));
+        check_chat(
+            json!({"model": "", "messages": user}),
+            Err(RequestError::Model),
+        );
+        check_chat(
+            json!({"model": 3, "messages": user}),
+            Err(RequestError::Model),
+        );
+        check_chat(
+            json!({"model": "m", "messages": []}),
+            Err(RequestError::Messages),
+        );
+        check_chat(
+            json!({"model": "m", "messages": [{}]}),
+            Err(RequestError::Message(0)),
+        );
         check_chat(
             json!({"model": "m", "messages": user, "stream": "yes"}),
             Err(RequestError::Field("stream")),

@@ -125,7 +125,9 @@ impl TextStream {
     fn cut_point(&self) -> usize {
         let pending = &self.pending;
         if let Some(begin) = pending.rfind("-----BEGIN") {
-            let closed = pending.get(begin..).is_some_and(|rest| rest.contains("-----END"));
+            let closed = pending
+                .get(begin..)
+                .is_some_and(|rest| rest.contains("-----END"));
             if !closed && pending.len() < PEM_HOLD_LIMIT {
                 return pending.get(..begin).map_or(0, last_whitespace_cut);
             }
@@ -349,7 +351,8 @@ impl ChatStream {
                         .get_mut("function")
                         .and_then(|function| function.get_mut("arguments"))
                     {
-                        *arguments = self.push(index, Slot::ToolArguments(call_index), arguments)?;
+                        *arguments =
+                            self.push(index, Slot::ToolArguments(call_index), arguments)?;
                     }
                 }
             }

@@ -112,7 +112,11 @@ mod tests {
             let mut events = parser.push(left.as_bytes()).unwrap();
             events.extend(parser.push(right.as_bytes()).unwrap());
             assert_eq!(parser.finish().unwrap(), None);
-            assert_eq!(events, ["{\"a\":1}", "one\ntwo", "[DONE]"], "split at {split}");
+            assert_eq!(
+                events,
+                ["{\"a\":1}", "one\ntwo", "[DONE]"],
+                "split at {split}"
+            );
         }
     }
 

@@ -70,7 +70,12 @@ mod tests {
         let original = value.clone();
         let mut vault = Vault::new();
         let counts = sanitizer
-            .apply_value(&mut value, &|key| key == "model", &Scope::new("s"), &mut vault)
+            .apply_value(
+                &mut value,
+                &|key| key == "model",
+                &Scope::new("s"),
+                &mut vault,
+            )
             .unwrap();
         assert_eq!(counts.get(EntityType::Email), 2);
         assert_eq!(vault.len(), 1);

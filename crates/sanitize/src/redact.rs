@@ -204,7 +204,10 @@ mod tests {
         let foreign = "ghp_ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210";
         let text = format!("a {own} b {foreign} configured-secret-1");
         let (out, n) = redactor.redact_from(&text, 0, &|v| v == own).unwrap();
-        assert_eq!(out, format!("a {own} b [REDACTED_SECRET] [REDACTED_SECRET]"));
+        assert_eq!(
+            out,
+            format!("a {own} b [REDACTED_SECRET] [REDACTED_SECRET]")
+        );
         assert_eq!(n, 2);
         // Context before `from` is read but not returned.
         let text = format!("prefix {foreign}");

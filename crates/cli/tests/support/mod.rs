@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod llm;
 pub mod peers;
 
 use std::io::{BufRead as _, BufReader};
@@ -205,4 +206,18 @@ pub fn drop_ledger_triggers(conn: &rusqlite::Connection) {
         "DROP TRIGGER IF EXISTS ledger_no_update; DROP TRIGGER IF EXISTS ledger_no_delete;",
     )
     .unwrap();
+}
+
+/// Creates a run-time agent through the admin API; returns its token.
+pub async fn create_agent(gateway: &Gateway, id: &str, allow: &[&str]) -> String {
+    let response = reqwest::Client::new()
+        .post(gateway.url("/admin/agents"))
+        .bearer_auth(&gateway.admin_token)
+        .json(&serde_json::json!({"id": id, "allow": allow}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["token"].as_str().unwrap().to_owned()
 }

@@ -61,7 +61,11 @@ fn stream(text: &str, vault: Vault, chunk: usize) -> String {
 fn streamed_synthetic_values_are_restored_at_every_chunk_size() {
     let (upstream_text, vault) = sanitized(PROMPT);
     for chunk in [1, 2, 3, 5, 7, 16, 1000] {
-        assert_eq!(stream(&upstream_text, vault.clone(), chunk), PROMPT, "chunk {chunk}");
+        assert_eq!(
+            stream(&upstream_text, vault.clone(), chunk),
+            PROMPT,
+            "chunk {chunk}"
+        );
     }
 }
 
@@ -88,12 +92,17 @@ fn finish_reason_flushes_held_text_into_its_event() {
     let first: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(first["choices"][0]["delta"]["content"], "");
     let last = rewriter
-        .event(&json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).to_string())
+        .event(
+            &json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).to_string(),
+        )
         .unwrap();
     let last: Value = serde_json::from_str(&last).unwrap();
     assert_eq!(last["choices"][0]["delta"]["content"], "alice@example.com");
     let usage = rewriter
-        .event(&json!({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7}}).to_string())
+        .event(
+            &json!({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 7}})
+                .to_string(),
+        )
         .unwrap();
     assert!(usage.contains("prompt_tokens"));
     assert_eq!(
@@ -117,7 +126,8 @@ fn tool_call_arguments_are_restored_across_chunks() {
         let event = json!({"choices": [{"index": 0, "finish_reason": finish, "delta": {"tool_calls": [
             {"index": 0, "function": {"arguments": piece}}
         ]}}]});
-        let out: Value = serde_json::from_str(&rewriter.event(&event.to_string()).unwrap()).unwrap();
+        let out: Value =
+            serde_json::from_str(&rewriter.event(&event.to_string()).unwrap()).unwrap();
         client.push_str(
             out["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
                 .as_str()
