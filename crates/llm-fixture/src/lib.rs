@@ -24,6 +24,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -201,7 +202,13 @@ async fn chat(State(fixture): State<LlmFixture>, headers: HeaderMap, body: Bytes
     let include_usage = request["stream_options"]["include_usage"]
         .as_bool()
         .unwrap_or(false);
-    let pieces = split(&text, fixture.split);
+    let tool = model == "tool-call";
+    let streamed = if tool {
+        json!({"text": text}).to_string()
+    } else {
+        text.clone()
+    };
+    let pieces = split(&streamed, fixture.split);
     let frame = |delta: Value, finish: Value| {
         let event = json!({
             "id": "chatcmpl-fixture", "object": "chat.completion.chunk", "created": 0,
@@ -210,7 +217,6 @@ async fn chat(State(fixture): State<LlmFixture>, headers: HeaderMap, body: Bytes
         });
         Bytes::from(format!("data: {event}\n\n"))
     };
-    let tool = model == "tool-call";
     let mut events = vec![frame(
         json!({"role": "assistant", "content": ""}),
         Value::Null,
@@ -231,10 +237,17 @@ async fn chat(State(fixture): State<LlmFixture>, headers: HeaderMap, body: Bytes
     }
     if model == "fail-midstream" {
         let keep = events.len().div_ceil(2);
-        let mut chunks: Vec<Result<Bytes, std::io::Error>> =
+        let chunks: Vec<Result<Bytes, std::io::Error>> =
             events.into_iter().take(keep).map(Ok).collect();
-        chunks.push(Err(std::io::Error::other("fixture: broken mid-stream")));
-        return sse(Body::from_stream(futures::stream::iter(chunks)));
+        // The break comes after a pause, so the status line and the first events are on the
+        // wire before the connection drops: a failure mid-stream, not a failed request.
+        let broken = futures::stream::once(async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Err(std::io::Error::other("fixture: broken mid-stream"))
+        });
+        return sse(Body::from_stream(
+            futures::stream::iter(chunks).chain(broken),
+        ));
     }
     events.push(frame(
         json!({}),
