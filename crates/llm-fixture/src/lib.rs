@@ -17,7 +17,10 @@
 
 // Indexing a `serde_json::Value` by key or position never panics: a missing entry reads as
 // `Null`. The fixture reads requests that way throughout.
-#![expect(clippy::indexing_slicing, reason = "serde_json::Value indexing returns Null")]
+#![expect(
+    clippy::indexing_slicing,
+    reason = "serde_json::Value indexing returns Null"
+)]
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
