@@ -5,7 +5,8 @@
 # and through the LiteLLM proxy (`litellm[proxy]`, pinned, installed into .tools/litellm-venv,
 # started with LITELLM_LOCAL_MODEL_COST_MAP=True and a master key). Reports sequential median and
 # p99 and the added latency against the direct calls, then requests/s with 64 concurrent clients.
-# Usage: bench/llm/run.sh   (env: REQUESTS, CLIENTS, SECS, TARGET_DIR, NO_LITELLM=1)
+# Usage: bench/llm/run.sh   (env: REQUESTS, CLIENTS, SECS, TARGET_DIR, NO_LITELLM=1,
+#                             PROFILE=release|dev: dev figures are only for a smoke run)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -13,17 +14,19 @@ TARGET_DIR="${TARGET_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}}"
 REQUESTS="${REQUESTS:-2000}"
 CLIENTS="${CLIENTS:-64}"
 SECS="${SECS:-10}"
-LITELLM_PIN="litellm[proxy]==1.110.2"
+LITELLM_PIN="litellm[proxy]==1.80.0"
 VENV="$ROOT/.tools/litellm-venv"
 WORK="$(mktemp -d /tmp/llm-bench.XXXXXX)"
 PIDS=()
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -q -p portcullis-cli
-CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release -q -p portcullis-llm-fixture --example llm_bench
-BIN="$TARGET_DIR/release/portcullis"
-BENCH="$TARGET_DIR/release/examples/llm_bench"
+PROFILE="${PROFILE:-release}"
+OUT_DIR="$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")"
+CARGO_TARGET_DIR="$TARGET_DIR" cargo build --profile "$PROFILE" -q -p portcullis-cli
+CARGO_TARGET_DIR="$TARGET_DIR" cargo build --profile "$PROFILE" -q -p portcullis-llm-fixture --example llm_bench
+BIN="$TARGET_DIR/$OUT_DIR/portcullis"
+BENCH="$TARGET_DIR/$OUT_DIR/examples/llm_bench"
 
 wait_listening() {
   for _ in $(seq 1 600); do
