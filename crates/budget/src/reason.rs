@@ -30,23 +30,23 @@ pub const REASONS: &[ReasonInfo] = &[
     },
     ReasonInfo {
         code: "budget_unpriced_model",
-        maps_to: ErrorCode::PolicyDenied,
+        maps_to: ErrorCode::BudgetUnpricedModel,
         summary: "the model has no price and no default model price while a USD budget applies",
     },
     ReasonInfo {
         code: "budget_unpriced_tool",
-        maps_to: ErrorCode::PolicyDenied,
+        maps_to: ErrorCode::BudgetUnpricedTool,
         summary: "the tool has no price and no default tool price while a USD budget applies",
     },
     ReasonInfo {
         code: "budget_session_paused",
-        maps_to: ErrorCode::BudgetExceeded,
+        maps_to: ErrorCode::BudgetPaused,
         summary: "a budget reached 95%: new sessions in its scope wait for the window to reset \
                   or an admin to lift the pause",
     },
     ReasonInfo {
         code: "budget_approval_required",
-        maps_to: ErrorCode::Forbidden,
+        maps_to: ErrorCode::ApprovalRequired,
         summary: "a budget passed its soft-throttle threshold and its action needs a human approval",
     },
     ReasonInfo {
@@ -81,9 +81,11 @@ impl Refusal {
     /// The registry code the gateway answers with.
     pub const fn error_code(self) -> ErrorCode {
         match self {
-            Refusal::Exceeded | Refusal::SessionPaused => ErrorCode::BudgetExceeded,
-            Refusal::UnpricedModel | Refusal::UnpricedTool => ErrorCode::PolicyDenied,
-            Refusal::ApprovalRequired => ErrorCode::Forbidden,
+            Refusal::Exceeded => ErrorCode::BudgetExceeded,
+            Refusal::SessionPaused => ErrorCode::BudgetPaused,
+            Refusal::UnpricedModel => ErrorCode::BudgetUnpricedModel,
+            Refusal::UnpricedTool => ErrorCode::BudgetUnpricedTool,
+            Refusal::ApprovalRequired => ErrorCode::ApprovalRequired,
             Refusal::Window => ErrorCode::Internal,
         }
     }

@@ -58,7 +58,7 @@ fn cli_ok(gateway: &Gateway, args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
-/// The status and error code of `/whoami` and `/egress/preview` for `token`.
+/// The status and error code of `/whoami`, `/egress/preview` and `/mcp` for `token`.
 async fn agent_calls(gateway: &Gateway, token: &str, port: u16) -> Vec<(u16, String)> {
     let client = reqwest::Client::new();
     let whoami = client
@@ -74,9 +74,26 @@ async fn agent_calls(gateway: &Gateway, token: &str, port: u16) -> Vec<(u16, Str
         .send()
         .await
         .unwrap();
+    // The MCP front: an `initialize` POST (its 200 answer is an event stream, left unread).
+    let mcp = client
+        .post(gateway.url("/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
     let mut res = Vec::new();
-    for response in [whoami, preview] {
+    for response in [whoami, preview, mcp] {
         let status = response.status().as_u16();
+        if status == 200 {
+            res.push((status, String::new()));
+            continue;
+        }
         let body: serde_json::Value = response.json().await.unwrap();
         res.push((
             status,
@@ -104,11 +121,8 @@ async fn killswitch_refuses_every_front_survives_restart_and_lifts() {
     let token = cli_ok(&gateway, &["agent", "token", "create", "fetcher"]);
     let user = format!("fetcher:{token}");
     let url = format!("http://svc.test:{port}/");
-    let open = vec![(200, String::new()), (200, String::new())];
-    let refused = vec![
-        (503, "killswitch_engaged".to_owned()),
-        (503, "killswitch_engaged".to_owned()),
-    ];
+    let open = vec![(200, String::new()); 3];
+    let refused = vec![(503, "killswitch_engaged".to_owned()); 3];
 
     // Off: traffic flows.
     assert_eq!(agent_calls(&gateway, &token, port).await, open);
@@ -170,7 +184,7 @@ async fn killswitch_refuses_every_front_survives_restart_and_lifts() {
     let count = |kind: &str| kinds.iter().filter(|k| **k == kind).count();
     assert_eq!(count("killswitch.engaged"), 2);
     assert_eq!(count("killswitch.released"), 1);
-    assert_eq!(count("killswitch.refused"), 4);
+    assert_eq!(count("killswitch.refused"), 6);
     let proxy_refusals = page["records"]
         .as_array()
         .unwrap()

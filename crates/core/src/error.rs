@@ -23,6 +23,10 @@ pub enum ErrorCode {
     PolicyDenied,
     PolicyError,
     BudgetExceeded,
+    BudgetPaused,
+    BudgetUnpricedModel,
+    BudgetUnpricedTool,
+    ApprovalRequired,
     KillswitchEngaged,
     PiiBlocked,
     ApprovalTimeout,
@@ -54,6 +58,10 @@ impl ErrorCode {
         ErrorCode::PolicyDenied,
         ErrorCode::PolicyError,
         ErrorCode::BudgetExceeded,
+        ErrorCode::BudgetPaused,
+        ErrorCode::BudgetUnpricedModel,
+        ErrorCode::BudgetUnpricedTool,
+        ErrorCode::ApprovalRequired,
         ErrorCode::KillswitchEngaged,
         ErrorCode::PiiBlocked,
         ErrorCode::ApprovalTimeout,
@@ -85,6 +93,10 @@ impl ErrorCode {
             ErrorCode::PolicyDenied => "policy_denied",
             ErrorCode::PolicyError => "policy_error",
             ErrorCode::BudgetExceeded => "budget_exceeded",
+            ErrorCode::BudgetPaused => "budget_paused",
+            ErrorCode::BudgetUnpricedModel => "budget_unpriced_model",
+            ErrorCode::BudgetUnpricedTool => "budget_unpriced_tool",
+            ErrorCode::ApprovalRequired => "approval_required",
             ErrorCode::KillswitchEngaged => "killswitch_engaged",
             ErrorCode::PiiBlocked => "pii_blocked",
             ErrorCode::ApprovalTimeout => "approval_timeout",
@@ -107,7 +119,10 @@ impl ErrorCode {
             ErrorCode::Forbidden
             | ErrorCode::PolicyDenied
             | ErrorCode::PolicyError
-            | ErrorCode::EgressDenied => 403,
+            | ErrorCode::EgressDenied
+            | ErrorCode::BudgetUnpricedModel
+            | ErrorCode::BudgetUnpricedTool
+            | ErrorCode::ApprovalRequired => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::ApprovalTimeout | ErrorCode::RequestTimeout => 408,
@@ -115,7 +130,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::CapsuleInvalid | ErrorCode::ConfigInvalid => 422,
-            ErrorCode::RateLimited | ErrorCode::BudgetExceeded => 429,
+            ErrorCode::RateLimited | ErrorCode::BudgetExceeded | ErrorCode::BudgetPaused => 429,
             ErrorCode::HeaderTooLarge => 431,
             ErrorCode::Internal => 500,
             ErrorCode::UpstreamFailed => 502,
@@ -146,6 +161,14 @@ impl ErrorCode {
             ErrorCode::PolicyDenied => "Policy denies this action.",
             ErrorCode::PolicyError => "Policy could not be evaluated, so the action is denied.",
             ErrorCode::BudgetExceeded => "The budget for this scope is exhausted.",
+            ErrorCode::BudgetPaused => {
+                "New sessions are paused in this scope until its budget window resets."
+            }
+            ErrorCode::BudgetUnpricedModel => {
+                "This model has no price while a money budget applies."
+            }
+            ErrorCode::BudgetUnpricedTool => "This tool has no price while a money budget applies.",
+            ErrorCode::ApprovalRequired => "This action needs a human approval first.",
             ErrorCode::KillswitchEngaged => "The kill switch is engaged.",
             ErrorCode::PiiBlocked => "The request contains sensitive data that policy blocks.",
             ErrorCode::ApprovalTimeout => "No human approved this action in time.",

@@ -63,6 +63,11 @@ pub struct Config {
     pub limits: limits::LimitsConfig,
     /// Where budget alerts are posted besides the ledger (docs/BUDGETS.md).
     pub alerts: limits::AlertsConfig,
+    /// Budgets: money, token and call limits per session, agent, user, room, project or
+    /// everything together; prices; thresholds; the reservation lifetime (docs/BUDGETS.md).
+    /// Default: the starter budgets (each session $0.50 over its lifetime, each user $5.00 a
+    /// day, everything together $120.00 a month).
+    pub budgets: portcullis_budget::BudgetsConfig,
     /// MCP servers Portcullis fronts at `/mcp` (docs/MCP.md). Only configured upstreams exist.
     pub upstreams: Vec<mcp::UpstreamConfig>,
     /// The MCP catalog: tool naming, pin mode and argument rules.
@@ -596,6 +601,11 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
     policy::validate(config, &mut issue);
     cluster::validate(config, &mut issue);
     limits::validate(config, &mut issue);
+    if let Err(found) = config.budgets.compile() {
+        for found in found {
+            issue(format!("budgets.{}", found.key), found.message);
+        }
+    }
     mcp::validate(config, &mut issue);
     llm::validate(config, &mut issue);
     issues

@@ -113,6 +113,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    crate::guardrails::budgets::update_gauges(&state).await;
     (
         [(
             header::CONTENT_TYPE,

@@ -391,10 +391,24 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
         .get::<CorrelationId>()
         .cloned()
         .unwrap_or_else(CorrelationId::generate);
-    let identified = match crate::pipeline::identify(&state, req.headers(), &correlation).await {
+    let mut identified = match crate::pipeline::identify(&state, req.headers(), &correlation).await
+    {
         Ok(identified) => identified,
         Err(err) => return err.into_response(),
     };
+    // Without `X-Portcullis-Session`, the session is the MCP session (budgets count per session).
+    if identified.subject.session.is_none() {
+        identified.subject.session = req
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|value| value.to_str().ok())
+            .filter(|id| {
+                !id.is_empty()
+                    && id.len() <= crate::identity::MAX_IDENTITY_VALUE_LEN
+                    && id.bytes().all(|b| b.is_ascii_graphic())
+            })
+            .map(|id| format!("mcp:{id}"));
+    }
     if !origin_allowed(&state, req.headers()) {
         state
             .events

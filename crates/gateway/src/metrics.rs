@@ -50,12 +50,31 @@ const COUNTERS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Gauge names and their help text.
+const GAUGES: &[(&str, &str)] = &[
+    (
+        "portcullis_budget_limit",
+        "Limit of each budget line (micro-USD for usd), by budget, account and unit.",
+    ),
+    (
+        "portcullis_budget_spent",
+        "Spend recorded in each budget line's current window, by budget, account and unit.",
+    ),
+    (
+        "portcullis_budget_reserved",
+        "Held by live reservations in each budget line, by budget, account and unit.",
+    ),
+];
+
 impl Metrics {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         for (name, help) in COUNTERS {
             recorder.describe_counter(KeyName::from(*name), None, SharedString::from(*help));
+        }
+        for (name, help) in GAUGES {
+            recorder.describe_gauge(KeyName::from(*name), None, SharedString::from(*help));
         }
         recorder.describe_gauge(
             KeyName::from("portcullis_build_info"),
@@ -88,6 +107,17 @@ impl Metrics {
             .collect();
         self.recorder
             .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    /// Sets gauge `name` with `labels` to `value`.
+    pub fn set_gauge(&self, name: &'static str, labels: &[(&'static str, String)], value: f64) {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(key, value)| Label::new(*key, value.clone()))
+            .collect();
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels), &METADATA)
+            .set(value);
     }
 
     /// The Prometheus text exposition.

@@ -19,12 +19,16 @@
 //! }
 //! ```
 //!
-//! `limit` answers 429 `rate_limited` (with `Retry-After`) as an [`ApiError`]; each front carries
-//! its code in its own envelope. A grant that is neither settled nor released (a dropped
-//! request) holds its reservation until the reservation expires.
+//! `limit` answers 429 `rate_limited` (with `Retry-After`) or a budget refusal (`budget_exceeded`,
+//! `budget_paused`, `budget_unpriced_model`, `budget_unpriced_tool`, `approval_required`) as an
+//! [`ApiError`]; each front carries its code in its own envelope. A grant that is neither settled
+//! nor released (a dropped request) holds its reservation until the reservation expires
+//! ([`expire_reservations`] releases it, one `budget.expired` event each).
 
+mod budget;
 mod limit;
 
+pub use budget::{EXPIRY_INTERVAL, expire_reservations, release_expired};
 pub use limit::{Actual, Grant, Metered, limit, release, settle};
 
 use axum::http::HeaderMap;

@@ -75,6 +75,8 @@ pub enum ServeError {
     },
     #[error("the policy does not load: {0}")]
     Policy(String),
+    #[error("the budgets do not load: {0}")]
+    Budgets(String),
     #[error("{0}")]
     Egress(crate::egress::EgressStartError),
     #[error("{0}")]
@@ -230,11 +232,19 @@ pub async fn serve(
             )
         }
     };
-    let guardrails = Arc::new(crate::guardrails::Guardrails::new(
-        &config,
-        Arc::clone(&options.clock),
-        alerts,
-    ));
+    let guardrails = Arc::new(
+        crate::guardrails::Guardrails::new(&config, Arc::clone(&options.clock), alerts).map_err(
+            |issues| {
+                ServeError::Budgets(
+                    issues
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            },
+        )?,
+    );
     let engaged = guardrails
         .killswitch
         .restore(store.as_ref())
@@ -245,6 +255,14 @@ pub async fn serve(
         })?;
     if engaged > 0 {
         tracing::warn!(engaged, "kill switch engaged from the store");
+    }
+    let restored = guardrails
+        .budgets
+        .restore(store.as_ref())
+        .await
+        .map_err(|err| ServeError::Budgets(err.to_string()))?;
+    if restored > 0 {
+        tracing::info!(restored, "budget changes of the admin API re-applied");
     }
 
     let state = AppState::new(AppParts {
@@ -294,6 +312,7 @@ pub async fn serve(
     spawn_reload_on_hangup(state.clone());
     spawn_capsule_sweep(state.clone());
     tokio::spawn(crate::guardrails::sweep(guardrails));
+    tokio::spawn(crate::pipeline::expire_reservations(state.clone()));
 
     tokio::spawn(async move {
         shutdown.await;

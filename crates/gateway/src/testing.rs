@@ -48,8 +48,10 @@ pub async fn gateway_in(config: Config, dir: tempfile::TempDir) -> TestGateway {
         &config,
         clock.clone(),
         crate::guardrails::alerts::AlertSender::disabled(),
-    );
+    )
+    .unwrap();
     guardrails.killswitch.restore(store.as_ref()).await.unwrap();
+    guardrails.budgets.restore(store.as_ref()).await.unwrap();
     let state = AppState::new(AppParts {
         identity: Identity::new(&config.agents, Arc::clone(&store)),
         admin: AdminGuard::new(

@@ -1,5 +1,8 @@
 //! Budget reservations on the SQLite store under 64 concurrent callers, beside the naive
-//! check-then-spend path (read usage, compare, then add) measured in the same run:
+//! check-then-spend path measured in the same run. The naive path is what earlier systems did:
+//! read the usage with a query, compare it with the limit, then add the spend with a separate
+//! statement, awaiting in between (its own SQLite file, WAL with `synchronous = NORMAL` like
+//! `budgets.db`):
 //! (a) throughput and per-pair latency (p50/p99) of reserve + settle vs usage + charge;
 //! (b) overshoot: both paths race for a cap that admits exactly 1,000 requests.
 //!
@@ -12,7 +15,8 @@
     reason = "a benchmark binary: setup fails loudly, reports on stdout, and reads the wall clock"
 )]
 
-use std::sync::Arc;
+use std::path::Path as FsPath;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
@@ -21,6 +25,7 @@ use portcullis_budget::{
 };
 use portcullis_core::{MicroUsd, Subject, SystemClock};
 use portcullis_store::{SqliteOptions, SqliteStore, Store};
+use rusqlite::{Connection, params};
 
 const CALLERS: usize = 64;
 const PAIRS_PER_CALLER: usize = 200;
@@ -81,8 +86,93 @@ fn amounts(micros: u64) -> Amounts {
     }
 }
 
+/// The naive baseline's counters: spend per account and unit in a table, read and added by
+/// separate statements.
+struct NaiveDb {
+    conn: Mutex<Connection>,
+}
+
+impl NaiveDb {
+    fn open(dir: &FsPath) -> Arc<Self> {
+        let conn = Connection::open(dir.join("naive.db")).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             CREATE TABLE spend (account TEXT NOT NULL, unit TEXT NOT NULL,
+                                 amount INTEGER NOT NULL, PRIMARY KEY (account, unit));",
+        )
+        .unwrap();
+        Arc::new(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// `SELECT` each meter's recorded spend.
+    async fn used(self: &Arc<Self>, meters: &[Meter]) -> Vec<u64> {
+        let db = Arc::clone(self);
+        let keys: Vec<(String, &'static str)> = meters
+            .iter()
+            .map(|meter| (meter.account.clone(), meter.unit.as_str()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let conn = db.conn.lock().unwrap();
+            let mut query = conn
+                .prepare_cached("SELECT amount FROM spend WHERE account = ?1 AND unit = ?2")
+                .unwrap();
+            keys.iter()
+                .map(|(account, unit)| {
+                    query
+                        .query_row(params![account, unit], |row| row.get::<_, i64>(0))
+                        .map_or(0, |amount| u64::try_from(amount).unwrap())
+                })
+                .collect()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Adds `amount` to every meter's account in one transaction.
+    async fn add(self: &Arc<Self>, meters: &[Meter], amount: u64) {
+        let db = Arc::clone(self);
+        let keys: Vec<(String, &'static str)> = meters
+            .iter()
+            .map(|meter| (meter.account.clone(), meter.unit.as_str()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.conn.lock().unwrap();
+            let tx = conn.transaction().unwrap();
+            for (account, unit) in &keys {
+                tx.execute(
+                    "INSERT INTO spend (account, unit, amount) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (account, unit) DO UPDATE SET amount = amount + excluded.amount",
+                    params![account, unit, i64::try_from(amount).unwrap()],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// One side of the comparison: the store (reserve path) and the naive table, in one data dir.
+struct Bench {
+    store: SqliteStore,
+    naive: Arc<NaiveDb>,
+}
+
+impl Bench {
+    fn open(dir: &FsPath) -> Arc<Self> {
+        Arc::new(Self {
+            store: SqliteStore::open(dir, SqliteOptions::new(Arc::new(SystemClock))).unwrap(),
+            naive: NaiveDb::open(dir),
+        })
+    }
+}
+
 /// One request on `path`: `true` when admitted.
-async fn request(store: &SqliteStore, path: Path, meters: &[Meter], expires: Timestamp) -> bool {
+async fn request(bench: &Bench, path: Path, meters: &[Meter], expires: Timestamp) -> bool {
+    let store = &bench.store;
     match path {
         Path::Reserve => {
             let outcome = store
@@ -103,36 +193,36 @@ async fn request(store: &SqliteStore, path: Path, meters: &[Meter], expires: Tim
             }
         }
         Path::Naive => {
-            let usage = store.budget_usage(meters.to_vec()).await.unwrap();
-            if usage
+            // Check...
+            let used = bench.naive.used(meters).await;
+            if meters
                 .iter()
-                .any(|line| line.used_before() + ESTIMATE > line.limit)
+                .zip(&used)
+                .any(|(meter, used)| used + ESTIMATE > meter.limit)
             {
                 return false;
             }
-            store
-                .budget_charge(meters.to_vec(), amounts(ESTIMATE))
-                .await
-                .unwrap();
+            // ...then spend, in a separate statement: others may have checked meanwhile.
+            bench.naive.add(meters, ESTIMATE).await;
             true
         }
     }
 }
 
 /// 64 callers, each doing `PAIRS_PER_CALLER` requests one after another: (pairs/s, latencies).
-async fn throughput(store: &Arc<SqliteStore>, path: Path, round: usize) -> (f64, Vec<Duration>) {
+async fn throughput(bench: &Arc<Bench>, path: Path, round: usize) -> (f64, Vec<Duration>) {
     let now = Timestamp::now();
     let expires = now + SignedDuration::from_mins(15);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for idx in 0..CALLERS {
-        let store = Arc::clone(store);
+        let bench = Arc::clone(bench);
         let meters = meters("1000000000", round * CALLERS + idx, now);
         tasks.spawn(async move {
             let mut latencies = Vec::with_capacity(PAIRS_PER_CALLER);
             for _ in 0..PAIRS_PER_CALLER {
                 let begin = Instant::now();
-                assert!(request(&store, path, &meters, expires).await);
+                assert!(request(&bench, path, &meters, expires).await);
                 latencies.push(begin.elapsed());
             }
             latencies
@@ -145,18 +235,18 @@ async fn throughput(store: &Arc<SqliteStore>, path: Path, round: usize) -> (f64,
 
 /// 64 callers race (each until refused) for a global cap admitting `CAP_REQUESTS`:
 /// (admitted, recorded spend + holds over the cap in micro-USD).
-async fn overshoot(store: &Arc<SqliteStore>, path: Path, round: usize) -> (u64, i128) {
+async fn overshoot(bench: &Arc<Bench>, path: Path, round: usize) -> (u64, i128) {
     let now = Timestamp::now();
     let expires = now + SignedDuration::from_mins(15);
     let cap = portcullis_budget::format_usd(MicroUsd(CAP_REQUESTS * ESTIMATE));
     // Each run gets a fresh global account: a distinct month is not needed, a fresh store is.
     let mut tasks = tokio::task::JoinSet::new();
     for idx in 0..CALLERS {
-        let store = Arc::clone(store);
+        let bench = Arc::clone(bench);
         let meters = meters(&cap, 1_000_000 + round * CALLERS + idx, now);
         tasks.spawn(async move {
             let mut admitted = 0u64;
-            while request(&store, path, &meters, expires).await {
+            while request(&bench, path, &meters, expires).await {
                 admitted += 1;
             }
             admitted
@@ -164,7 +254,10 @@ async fn overshoot(store: &Arc<SqliteStore>, path: Path, round: usize) -> (u64, 
     }
     let admitted: u64 = tasks.join_all().await.into_iter().sum();
     let global = meters(&cap, 0, now).pop().unwrap();
-    let used = store.budget_usage(vec![global]).await.unwrap()[0].used_before();
+    let used = match path {
+        Path::Reserve => bench.store.budget_usage(vec![global]).await.unwrap()[0].used_before(),
+        Path::Naive => bench.naive.used(&[global]).await[0],
+    };
     (
         admitted,
         i128::from(used) - i128::from(CAP_REQUESTS * ESTIMATE),
@@ -200,13 +293,11 @@ fn main() {
             Path::Naive => "check-then-spend (naive)",
         };
         let tmp = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            SqliteStore::open(tmp.path(), SqliteOptions::new(Arc::new(SystemClock))).unwrap(),
-        );
+        let bench = Bench::open(tmp.path());
         let mut rates = Vec::new();
         let mut all = Vec::new();
         for round in 0..rounds {
-            let (rate, latencies) = runtime.block_on(throughput(&store, path, round));
+            let (rate, latencies) = runtime.block_on(throughput(&bench, path, round));
             rates.push(rate);
             all.extend(latencies);
         }
@@ -217,15 +308,13 @@ fn main() {
             percentile(&all, 50).as_secs_f64() * 1e3,
             percentile(&all, 99).as_secs_f64() * 1e3,
         );
-        drop(Arc::into_inner(store));
+        drop(Arc::into_inner(bench));
 
         let mut results = Vec::new();
         for round in 0..rounds {
             let tmp = tempfile::tempdir().unwrap();
-            let store = Arc::new(
-                SqliteStore::open(tmp.path(), SqliteOptions::new(Arc::new(SystemClock))).unwrap(),
-            );
-            results.push(runtime.block_on(overshoot(&store, path, round)));
+            let bench = Bench::open(tmp.path());
+            results.push(runtime.block_on(overshoot(&bench, path, round)));
         }
         let worst = results.iter().map(|(_, over)| *over).max().unwrap_or(0);
         let admitted: Vec<u64> = results.iter().map(|(admitted, _)| *admitted).collect();

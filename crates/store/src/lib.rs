@@ -158,6 +158,8 @@ pub enum PolicyRecordKind {
     KillSwitch,
     /// A tool pin (`<upstream>.<tool>` -> hashes), as JSON.
     ToolPin,
+    /// A budget added, replaced or removed through the admin API, keyed by its id, as JSON.
+    Budget,
 }
 
 impl PolicyRecordKind {
@@ -167,6 +169,7 @@ impl PolicyRecordKind {
             PolicyRecordKind::Capsule => "capsule",
             PolicyRecordKind::KillSwitch => "killswitch",
             PolicyRecordKind::ToolPin => "tool_pin",
+            PolicyRecordKind::Budget => "budget",
         }
     }
 }

@@ -164,6 +164,21 @@ impl Gateway {
         response.json().await.unwrap()
     }
 
+    /// Kills the process with SIGKILL (no shutdown at all) and starts a new one on the same data
+    /// dir.
+    pub async fn kill_and_restart(
+        mut self,
+        config: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let data = std::mem::replace(&mut self.data, tempfile::tempdir().unwrap());
+        drop(self);
+        Self::start_in(data, config, args, envs).await
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();

@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(crate::admin::policy_routes::router())
         .merge(crate::cluster::admin_router())
         .merge(crate::guardrails::killswitch::admin_router())
+        .merge(crate::guardrails::budgets::admin::router())
         .layer(middleware::from_fn_with_state(state, authenticate))
 }
 

@@ -2,6 +2,7 @@
 
 use portcullis_core::{CorrelationId, Decision, ErrorCode, Event};
 
+use super::budget::{self, Held};
 use crate::config::limits::LimitMode;
 use crate::error::ApiError;
 use crate::guardrails::rates::CallName;
@@ -50,6 +51,9 @@ pub enum Actual {
 pub struct Grant {
     metered: Metered,
     model: Option<String>,
+    agent: String,
+    /// The budget reservation, when a budget applies.
+    held: Option<Held>,
 }
 
 impl Grant {
@@ -57,6 +61,11 @@ impl Grant {
     /// when the soft throttle downgraded the call. `None` for tool calls.
     pub fn model(&self) -> Option<&str> {
         self.model.as_deref()
+    }
+
+    /// The budget reservation's id, when a budget applies to the call.
+    pub fn reservation(&self) -> Option<portcullis_budget::ReservationId> {
+        self.held.as_ref().map(|held| held.id)
     }
 
     /// Whether the soft throttle replaced the model asked for.
@@ -69,7 +78,10 @@ impl Grant {
 }
 
 /// Stage 5, limit: applies the rate rules (429 `rate_limited` with `Retry-After`, or in report
-/// mode a `limit.rate` report event and no refusal).
+/// mode a `limit.rate` report event and no refusal), then reserves the call's estimate in every
+/// budget that applies (429 `budget_exceeded`, `budget_paused`, 403 `budget_unpriced_model`,
+/// `budget_unpriced_tool`, `approval_required`; see docs/BUDGETS.md). The soft throttle may
+/// delay the call or downgrade its model ([`Grant::model`]).
 pub async fn limit(
     state: &AppState,
     identified: &Identified,
@@ -111,24 +123,33 @@ pub async fn limit(
             return Err(ApiError::rate_limited(hit.retry_after_secs));
         }
     }
+    let admitted = budget::admit(state, identified, metered, correlation).await?;
     let model = match metered {
-        Metered::Llm { model, .. } => Some(model.clone()),
+        Metered::Llm { model, .. } => Some(admitted.downgrade.unwrap_or_else(|| model.clone())),
         Metered::Tool { .. } => None,
     };
     Ok(Grant {
         metered: metered.clone(),
         model,
+        agent: agent.to_owned(),
+        held: admitted.held,
     })
 }
 
-/// Stage 9, settle: records what the call consumed against its grant.
+/// Stage 9, settle: replaces the grant's reservation with what the call consumed (recorded in
+/// full, even past the estimate; the overage is a `budget.overage` event).
 pub async fn settle(state: &AppState, grant: Grant, actual: &Actual, correlation: &CorrelationId) {
-    let _ = (state, actual, correlation);
-    drop(grant);
+    let Grant {
+        model, agent, held, ..
+    } = grant;
+    if let Some(held) = held {
+        budget::settle(state, held, model.as_deref(), actual, &agent, correlation).await;
+    }
 }
 
-/// Gives a grant back unused (the call did not run).
+/// Gives a grant back unused (the call did not run): its reservation is dropped.
 pub async fn release(state: &AppState, grant: Grant, correlation: &CorrelationId) {
-    let _ = (state, correlation);
-    drop(grant);
+    if let Some(held) = grant.held {
+        budget::release_held(state, held, correlation).await;
+    }
 }
