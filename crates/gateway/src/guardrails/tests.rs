@@ -140,7 +140,7 @@ async fn killswitch_scopes_refuse_the_identify_stage_and_persist() {
 #[tokio::test]
 async fn limit_stage_refuses_over_the_rate_with_retry_after() {
     let gw = gateway(config(
-        "[[limits.rates]]\nid = \"per-agent\"\ncalls = 2\nwindow = \"1m\"\n\
+        "[budgets]\nbudgets = []\n[[limits.rates]]\nid = \"per-agent\"\ncalls = 2\nwindow = \"1m\"\n\
          [[limits.rates]]\nid = \"expensive\"\napplies_to = \"models\"\npattern = \"gpt-4o\"\nper = []\ncalls = 1\nwindow = \"1h\"\n",
     ))
     .await;

@@ -600,25 +600,11 @@ async fn downgrade_switches_the_model_and_approve_refuses() {
 
 #[tokio::test(start_paused = true)]
 async fn delay_waits_the_configured_time() {
-    let gw = gateway(one_budget(
-        "",
-        "agent",
-        "calls",
-        "day",
-        "10",
-        "throttle_at = 50\nthrottle_action = \"delay\"",
+    let gw = gateway(config(
+        "[[budgets.budgets]]\nid = \"cap\"\nscope = \"agent\"\nunit = \"calls\"\nwindow = \"day\"\n\
+         limit = 10\nthrottle_at = 50\nthrottle_action = \"delay\"\ndelay = \"30s\"\n",
     ))
     .await;
-    // `one_budget` sets `delay = "0s"`; this budget waits 30s instead.
-    let (status, _) = gw
-        .admin(
-            "POST",
-            "/admin/budgets",
-            Some(r#"{"id":"cap","scope":"agent","unit":"calls","window":"day","limit":10,"throttle_at":50,"delay":"30s"}"#),
-            &[],
-        )
-        .await;
-    assert_eq!(status, axum::http::StatusCode::OK);
     let who = identified(&gw, None, None).await;
     let mut waits = Vec::new();
     for _ in 0..6 {
