@@ -27,6 +27,9 @@ call_timeout = "60s"
 command = "{bin}"
 args = ["fixture-server"]
 
+[tools]
+pin_mode = "open"
+
 [budgets]
 reservation_ttl = "1s"
 
