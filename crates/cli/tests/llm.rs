@@ -53,6 +53,10 @@ key_secret = "pii_key"
 [llm]
 default_max_tokens = 64
 
+# The starter budgets count USD: the fixture's models need a price.
+[budgets.prices]
+default_model = {{ input_per_1m = "0.15", output_per_1m = "0.60" }}
+
 [[llm.providers]]
 name = "fx"
 base_url = "{origin}/v1"
@@ -391,6 +395,9 @@ async fn pii_leak_benchmark_selfcheck_passes() {
         r#"
 [pii]
 {SYNTHETIC}
+
+[budgets.prices]
+default_model = {{ input_per_1m = "0.15", output_per_1m = "0.60" }}
 
 [[llm.providers]]
 name = "capture"
