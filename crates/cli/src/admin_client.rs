@@ -25,6 +25,21 @@ pub struct ServerArgs {
     pub data_dir: Option<PathBuf>,
 }
 
+impl ServerArgs {
+    /// The gateway's base URL (no trailing slash): `--server`, else the config's `server.bind`
+    /// (through `listening.json` when it uses port 0).
+    pub fn base_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.server {
+            return Ok(url.trim_end_matches('/').to_owned());
+        }
+        let env = environment();
+        let data_dir = server::resolve_data_dir(self.data_dir.as_deref(), &env);
+        let source = config::resolve_source(self.config.as_deref(), &env);
+        let config = config::load(&source, &env)?;
+        default_url(&config.server.bind, &data_dir)
+    }
+}
+
 /// An authenticated admin client.
 #[derive(Debug)]
 pub struct AdminClient {
@@ -37,14 +52,7 @@ impl AdminClient {
     pub fn connect(args: &ServerArgs) -> anyhow::Result<Self> {
         let env = environment();
         let data_dir = server::resolve_data_dir(args.data_dir.as_deref(), &env);
-        let base = match &args.server {
-            Some(url) => url.trim_end_matches('/').to_owned(),
-            None => {
-                let source = config::resolve_source(args.config.as_deref(), &env);
-                let config = config::load(&source, &env)?;
-                default_url(&config.server.bind, &data_dir)?
-            }
-        };
+        let base = args.base_url()?;
         let token = match env.get("PORTCULLIS_ADMIN_TOKEN").filter(|t| !t.is_empty()) {
             Some(token) => token.clone(),
             None => read_token(&data_dir.join(ADMIN_TOKEN_FILE))?,

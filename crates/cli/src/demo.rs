@@ -109,7 +109,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "/admin/agents",
             Some(serde_json::json!({
                 "id": AGENT,
-                "allow": [format!("io:ingress:tools.{UPSTREAM}"), format!("tools:call:{UPSTREAM}.*")],
+                "allow": [
+                    format!("io:ingress:tools.{UPSTREAM}"),
+                    format!("io:egress:tools.{UPSTREAM}"),
+                    format!("tools:call:{UPSTREAM}.*"),
+                ],
             })),
         )
         .await

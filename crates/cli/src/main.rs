@@ -17,6 +17,7 @@ mod egress;
 mod fixture;
 mod killswitch;
 mod ledger;
+mod mcp_stdio;
 mod pii;
 mod policy;
 mod serve;
@@ -65,6 +66,8 @@ enum Command {
     /// List and pin the MCP tools of a running gateway.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
+    /// Bridge an MCP client that speaks stdio to the gateway's `/mcp`, as an agent.
+    McpStdio(mcp_stdio::McpStdioArgs),
     /// Serve the project's MCP test server (tests, demo and benchmarks).
     #[command(hide = true)]
     FixtureServer(fixture::FixtureArgs),
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         Command::Egress(cmd) => egress::run(cmd),
         Command::Lease(cmd) => egress::run_lease(cmd),
         Command::Tools(cmd) => tools::run(cmd),
+        Command::McpStdio(args) => mcp_stdio::run(args),
         Command::FixtureServer(args) => fixture::run(args),
         Command::FixtureLlm(args) => fixture::run_llm(args),
         Command::Killswitch(cmd) => killswitch::run(cmd),

@@ -306,3 +306,219 @@ async fn strict_mode_hides_unpinned_tools_and_quarantines_drift() {
     let tools = alice.peer().list_all_tools().await.unwrap();
     assert!(visible(&tools));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_catalog_agents_see_only_the_broker_verbs() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start(dir.path(), "open", "").await;
+    wait_for_tools(&gateway).await;
+    let response = reqwest::Client::new()
+        .post(gateway.url("/admin/agents"))
+        .bearer_auth(&gateway.admin_token)
+        .json(&serde_json::json!({
+            "id": "broker", "allow": ["tools:call:fx.add", "tools:call:fx.read_file", "io:*"],
+            "catalog": "meta"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let agent = client(&gateway, body["token"].as_str().unwrap()).await;
+    let mut names: Vec<String> = agent
+        .peer()
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["call_tool", "describe_tool", "load_tools", "search_tools"]
+    );
+
+    let structured = |result: rmcp::model::CallToolResult| result.structured_content.unwrap();
+    let found = structured(
+        agent
+            .peer()
+            .call_tool(call("search_tools", serde_json::json!({"query": "file"})))
+            .await
+            .unwrap(),
+    );
+    let ids: Vec<&str> = found["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tool_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["fx.read_file"],
+        "only tools the agent may call: {found}"
+    );
+
+    let described = structured(
+        agent
+            .peer()
+            .call_tool(call(
+                "describe_tool",
+                serde_json::json!({"tool_id": "fx.add"}),
+            ))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(described["name"], "fx.add");
+    assert!(described["inputSchema"].is_object(), "{described}");
+    let denied = agent
+        .peer()
+        .call_tool(call(
+            "describe_tool",
+            serde_json::json!({"tool_id": "fx.echo"}),
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    let missing = agent
+        .peer()
+        .call_tool(call(
+            "describe_tool",
+            serde_json::json!({"tool_id": "fx.nope"}),
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(denied, missing);
+    let loaded = agent
+        .peer()
+        .call_tool(call(
+            "load_tools",
+            serde_json::json!({"tool_ids": ["fx.add", "fx.read_file"]}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(structured(loaded)["tools"].as_array().unwrap().len(), 2);
+
+    let sum = agent
+        .peer()
+        .call_tool(call(
+            "call_tool",
+            serde_json::json!({"tool_id": "fx.add", "args": {"a": 2, "b": 40}}),
+        ))
+        .await
+        .unwrap();
+    assert!(text_of(&sum).contains("42"), "{}", text_of(&sum));
+    // The same policy: a tool outside the allowlist is refused through the broker too, and the
+    // tools themselves are not callable by name.
+    let refused = agent
+        .peer()
+        .call_tool(call(
+            "call_tool",
+            serde_json::json!({"tool_id": "fx.echo", "args": {"message": "x"}}),
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(refused, missing);
+    let direct = agent
+        .peer()
+        .call_tool(call("fx.add", serde_json::json!({"a": 1, "b": 1})))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(direct, missing);
+    let record = recorded(dir.path());
+    assert!(!record.contains("\"echo\""), "{record}");
+    assert_eq!(record.matches("\"add\"").count(), 1, "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_and_resources_follow_the_upstreams_ingress_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start(dir.path(), "open", ", \"--conformance\"").await;
+    wait_for_tools(&gateway).await;
+    let reader = create_agent(&gateway, "reader", &["tools:call:fx.add", "io:*"]).await;
+    let outsider = create_agent(&gateway, "outsider", &["io:ingress:tools.other"]).await;
+    let reader = client(&gateway, &reader).await;
+    let outsider = client(&gateway, &outsider).await;
+
+    let prompts = reader.peer().list_all_prompts().await.unwrap();
+    assert!(
+        prompts.iter().any(|p| p.name == "fx.test_simple_prompt"),
+        "{prompts:?}"
+    );
+    let prompt = reader
+        .peer()
+        .get_prompt(rmcp::model::GetPromptRequestParams::new(
+            "fx.test_simple_prompt",
+        ))
+        .await
+        .unwrap();
+    assert!(!prompt.messages.is_empty());
+    let resources = reader.peer().list_all_resources().await.unwrap();
+    assert!(
+        resources.iter().any(|r| r.uri == "test://static-text"),
+        "{resources:?}"
+    );
+    let read = reader
+        .peer()
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(
+            "test://static-text",
+        ))
+        .await
+        .unwrap();
+    assert!(!read.contents.is_empty());
+    let templates = reader.peer().list_all_resource_templates().await.unwrap();
+    assert!(!templates.is_empty());
+
+    // An agent that may not take input from the upstream sees none of it, and a prompt or
+    // resource it may not read answers like a missing one.
+    assert!(outsider.peer().list_all_prompts().await.unwrap().is_empty());
+    assert!(
+        outsider
+            .peer()
+            .list_all_resources()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let prompt_error = |client: &RunningService<RoleClient, ()>, name: &'static str| {
+        let peer = client.peer().clone();
+        async move {
+            peer.get_prompt(rmcp::model::GetPromptRequestParams::new(name))
+                .await
+                .unwrap_err()
+                .to_string()
+        }
+    };
+    assert_eq!(
+        prompt_error(&outsider, "fx.test_simple_prompt").await,
+        prompt_error(&reader, "fx.no_such_prompt").await
+    );
+    let resource_error = |client: &RunningService<RoleClient, ()>, uri: &'static str| {
+        let peer = client.peer().clone();
+        async move {
+            peer.read_resource(rmcp::model::ReadResourceRequestParams::new(uri))
+                .await
+                .unwrap_err()
+                .to_string()
+        }
+    };
+    assert_eq!(
+        resource_error(&outsider, "test://static-text").await,
+        resource_error(&reader, "test://no-such-resource").await
+    );
+
+    let ledger = gateway.admin_get("/admin/ledger?limit=1000").await;
+    let kinds: Vec<(&str, &str)> = ledger["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| Some((r["kind"].as_str()?, r["decision"].as_str()?)))
+        .collect();
+    assert!(kinds.contains(&("prompt.get", "allow")), "{kinds:?}");
+    assert!(kinds.contains(&("prompt.get", "deny")), "{kinds:?}");
+    assert!(kinds.contains(&("resource.read", "allow")), "{kinds:?}");
+    assert!(kinds.contains(&("resource.read", "deny")), "{kinds:?}");
+}

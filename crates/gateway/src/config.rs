@@ -171,6 +171,39 @@ pub struct AgentConfig {
     /// `X-Portcullis-Room` and `X-Portcullis-Session` (chat bridges).
     #[serde(default)]
     pub may_assert_identity: bool,
+    /// How the agent sees the MCP catalog: `full` (every tool it may call) or `meta` (only the
+    /// broker verbs `search_tools`, `describe_tool`, `load_tools` and `call_tool`).
+    #[serde(default)]
+    pub catalog: CatalogView,
+}
+
+/// How an agent sees the MCP catalog (docs/MCP.md, "Broker verbs").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogView {
+    /// `tools/list` shows every tool the agent may call.
+    #[default]
+    Full,
+    /// `tools/list` shows only the broker verbs, for clients whose catalog would be too large.
+    Meta,
+}
+
+impl CatalogView {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatalogView::Full => "full",
+            CatalogView::Meta => "meta",
+        }
+    }
+
+    /// Parses a stored or requested value (`full`, `meta`).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "full" => Some(CatalogView::Full),
+            "meta" => Some(CatalogView::Meta),
+            _ => None,
+        }
+    }
 }
 
 /// `[observability]`

@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use portcullis_core::{ErrorCode, GatePattern, Subject};
 use portcullis_store::{Store, StoreError, StoredAgent};
 
-use crate::config::{AgentConfig, parse_sha256_hex};
+use crate::config::{AgentConfig, CatalogView, parse_sha256_hex};
 use crate::tokens;
 
 pub const USER_HEADER: &str = "x-portcullis-user";
@@ -31,6 +31,8 @@ pub struct Agent {
     /// The policy allowlist layer's patterns for this agent.
     pub allow: Vec<GatePattern>,
     pub may_assert_identity: bool,
+    /// How the agent sees the MCP catalog.
+    pub catalog: CatalogView,
     pub origin: AgentOrigin,
 }
 
@@ -103,6 +105,7 @@ impl Identity {
                     .filter_map(|p| GatePattern::parse(p).ok())
                     .collect(),
                 may_assert_identity: config.may_assert_identity,
+                catalog: config.catalog,
                 origin: AgentOrigin::Config,
             });
             by_token.insert(hash, Arc::clone(&agent));
@@ -183,6 +186,8 @@ fn agent_from_store(stored: StoredAgent) -> Agent {
         tags: stored.tags,
         project: stored.project,
         may_assert_identity: stored.may_assert_identity,
+        // The store refuses values it does not know when it reads them.
+        catalog: CatalogView::parse(&stored.catalog).unwrap_or_default(),
         origin: AgentOrigin::Store,
     }
 }

@@ -22,8 +22,10 @@ use portcullis_mcp::{
 };
 use portcullis_store::PolicyRecordKind;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext as McpContext;
 use rmcp::transport::streamable_http_server::StreamableHttpService;
@@ -32,14 +34,16 @@ use rmcp::transport::streamable_http_server::tower::StreamableHttpServerConfig;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use tokio::sync::Mutex;
 
-use crate::config::Config;
 use crate::config::mcp::{PinModeConfig, PrefixConfig, rule_specs};
+use crate::config::{CatalogView, Config};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::identity::Identified;
 use crate::secrets::Secrets;
 
 pub mod admin;
+pub mod broker;
+mod content;
 
 /// The message of the one error both a missing and a denied tool answer with.
 pub const UNKNOWN_TOOL: &str = "Unknown tool.";
@@ -511,27 +515,31 @@ impl McpHandler {
         if !tool.is_available(self.state.mcp.pin_mode) {
             return false;
         }
-        let engine = self.state.policy.engine();
-        let now = self.state.clock.now();
         let Ok(ingress) = GateKey::parse(&format!("io:ingress:tools.{}", tool.upstream)) else {
             return false;
         };
-        [ingress, tool.gate_key.clone()].into_iter().all(|action| {
-            let request = portcullis_core::Request {
-                subject: caller.subject.clone(),
-                action,
-                resource: tool.id.clone(),
-                context: RequestContext::default(),
-            };
-            crate::policy::explain(
-                &engine,
-                self.state.policy.state(),
-                &request,
-                &caller.agent.allow,
-                now,
-            )
-            .is_allow()
-        })
+        [ingress, tool.gate_key.clone()]
+            .into_iter()
+            .all(|action| self.may(caller, action, &tool.id))
+    }
+
+    /// Whether policy allows `action` on `resource` for the caller: a dry run (no event, no
+    /// quota use), for deciding what lists show.
+    fn may(&self, caller: &Identified, action: GateKey, resource: &str) -> bool {
+        let request = portcullis_core::Request {
+            subject: caller.subject.clone(),
+            action,
+            resource: resource.to_owned(),
+            context: RequestContext::default(),
+        };
+        crate::policy::explain(
+            &self.state.policy.engine(),
+            self.state.policy.state(),
+            &request,
+            &caller.agent.allow,
+            self.state.clock.now(),
+        )
+        .is_allow()
     }
 
     async fn call(
@@ -708,6 +716,58 @@ impl McpHandler {
         Ok(result)
     }
 
+    /// A meta-catalog agent's call: one of the broker verbs, nothing else.
+    async fn broker(
+        &self,
+        caller: &Caller,
+        request: &CallToolRequestParams,
+    ) -> Result<CallToolResult, ErrorData> {
+        let Some(verb) = broker::parse(&request.name, request.arguments.as_ref())? else {
+            return Err(unknown_tool());
+        };
+        let mut catalog = self.state.mcp.catalog();
+        if catalog.is_empty() {
+            catalog = refresh(&self.state).await;
+        }
+        let visible = |id: &str| {
+            catalog
+                .get(id)
+                .filter(|tool| self.visible(&caller.identified, tool))
+                .map(|tool| tool.exposed.clone())
+        };
+        match verb {
+            broker::Verb::Search { query, max_results } => {
+                let tools: Vec<&serde_json::Value> = catalog
+                    .tools()
+                    .iter()
+                    .filter(|tool| self.visible(&caller.identified, tool))
+                    .map(|tool| &tool.exposed)
+                    .collect();
+                let hits = broker::search(tools.into_iter(), &query, max_results);
+                Ok(CallToolResult::structured(
+                    serde_json::json!({ "tools": hits }),
+                ))
+            }
+            broker::Verb::Describe { tool_id } => visible(&tool_id)
+                .map(CallToolResult::structured)
+                .ok_or_else(unknown_tool),
+            broker::Verb::Load { tool_ids } => {
+                let tools = tool_ids
+                    .iter()
+                    .map(|id| visible(id).ok_or_else(unknown_tool))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(CallToolResult::structured(
+                    serde_json::json!({ "tools": tools }),
+                ))
+            }
+            broker::Verb::Call { tool_id, arguments } => {
+                let mut params = CallToolRequestParams::new(tool_id);
+                params.arguments = Some(arguments);
+                self.call(caller, params).await
+            }
+        }
+    }
+
     /// Secrets out of the result: configured values and known formats. `None` when the result
     /// cannot be proven clean.
     fn redact_result(&self, result: CallToolResult) -> Option<CallToolResult> {
@@ -764,8 +824,14 @@ struct CallRecord {
 
 impl ServerHandler for McpHandler {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("portcullis", env!("CARGO_PKG_VERSION")))
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_prompts()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new("portcullis", env!("CARGO_PKG_VERSION")))
     }
 
     async fn list_tools(
@@ -774,6 +840,9 @@ impl ServerHandler for McpHandler {
         context: McpContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let caller = caller_of(&context)?;
+        if caller.identified.agent.catalog == CatalogView::Meta {
+            return Ok(ListToolsResult::with_all_items(broker::tools()));
+        }
         let catalog = refresh(&self.state).await;
         let tools: Vec<Tool> = catalog
             .tools()
@@ -790,8 +859,60 @@ impl ServerHandler for McpHandler {
         context: McpContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = caller_of(&context)?;
-        self.call(&caller, request)
+        let result = if caller.identified.agent.catalog == CatalogView::Meta {
+            self.broker(&caller, &request).await
+        } else {
+            self.call(&caller, request).await
+        };
+        result.map(CallToolResponse::from)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: McpContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let caller = caller_of(&context)?;
+        Ok(self.list_prompts_for(&caller).await)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: McpContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let caller = caller_of(&context)?;
+        self.get_prompt_for(&caller, request)
             .await
-            .map(CallToolResponse::from)
+            .map(GetPromptResponse::from)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: McpContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let caller = caller_of(&context)?;
+        Ok(self.list_resources_for(&caller).await)
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: McpContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let caller = caller_of(&context)?;
+        Ok(self.list_resource_templates_for(&caller).await)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: McpContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let caller = caller_of(&context)?;
+        self.read_resource_for(&caller, request)
+            .await
+            .map(ReadResourceResponse::from)
     }
 }

@@ -42,6 +42,16 @@ pub const REASONS: &[ReasonInfo] = &[
         summary: "No tool of this name is offered to this agent (missing, denied, unpinned or quarantined tools all answer alike).",
     },
     ReasonInfo {
+        code: "prompt_unknown",
+        maps_to: ErrorCode::NotFound,
+        summary: "No prompt of this name is offered to this agent (missing and unreadable prompts answer alike).",
+    },
+    ReasonInfo {
+        code: "resource_unknown",
+        maps_to: ErrorCode::NotFound,
+        summary: "No upstream the agent may read serves this resource URI (missing and unreadable resources answer alike).",
+    },
+    ReasonInfo {
         code: "tool_unpinned",
         maps_to: ErrorCode::NotFound,
         summary: "The tool has no pin and the pin mode is `strict`; it stays hidden until an admin pins it.",

@@ -273,6 +273,25 @@ impl Upstream {
             .collect())
     }
 
+    /// Every resource template the upstream lists now (empty when it has no resources).
+    pub async fn list_resource_templates(&self) -> Result<Vec<serde_json::Value>, UpstreamError> {
+        if !self.offers(|caps| caps.resources.is_some()) {
+            return Ok(Vec::new());
+        }
+        let templates = self
+            .with_peer(|peer| async move { peer.list_all_resource_templates().await })
+            .await?;
+        Ok(templates
+            .into_iter()
+            .filter_map(|template| serde_json::to_value(template).ok())
+            .collect())
+    }
+
+    /// Whether the connected upstream offers resources.
+    pub fn offers_resources(&self) -> bool {
+        self.offers(|caps| caps.resources.is_some())
+    }
+
     /// Calls the upstream's tool `name` (its own name, without the prefix).
     pub async fn call_tool(
         &self,

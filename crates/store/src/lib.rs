@@ -191,8 +191,13 @@ pub struct StoredAgent {
     pub project: Option<String>,
     pub allow: Vec<String>,
     pub may_assert_identity: bool,
+    /// How the agent sees the MCP catalog: [`AGENT_CATALOGS`] lists the values.
+    pub catalog: String,
     pub created_at: jiff::Timestamp,
 }
+
+/// The values of [`StoredAgent::catalog`]: every tool (`full`), or only the broker verbs (`meta`).
+pub const AGENT_CATALOGS: &[&str] = &["full", "meta"];
 
 /// Every reason code this crate emits (see [`StoreError::code`]).
 pub const REASONS: &[ReasonInfo] = &[

@@ -44,6 +44,10 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         PRIMARY KEY (kind, id)
     ) STRICT;",
     ),
+    (
+        3,
+        "ALTER TABLE agents ADD COLUMN catalog TEXT NOT NULL DEFAULT 'full';",
+    ),
 ];
 
 /// Migrations of `budgets.db`, the budget counters' own file (same rules as [`MIGRATIONS`]).

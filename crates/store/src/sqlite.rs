@@ -387,7 +387,7 @@ impl Store for SqliteStore {
 }
 
 const AGENT_COLUMNS: &str = "SELECT id, token_sha256, roles, tags, project, allow, \
-                             may_assert_identity, created_at FROM agents";
+                             may_assert_identity, created_at, catalog FROM agents";
 
 /// Opens a read-write connection with the durability settings every connection needs.
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
@@ -491,6 +491,9 @@ fn agent_from_row(row: &rusqlite::Row<'_>) -> Result<StoredAgent, StoreError> {
         created_at: text(7, "created_at")?
             .parse()
             .map_err(|_| corrupt("created_at"))?,
+        catalog: Some(text(8, "catalog")?)
+            .filter(|catalog| crate::AGENT_CATALOGS.contains(&catalog.as_str()))
+            .ok_or_else(|| corrupt("catalog"))?,
         id,
     })
 }

@@ -278,7 +278,7 @@ fn insert_agent(
     let json = |list: &[String]| serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned());
     let inserted = tx.execute(
         "INSERT INTO agents (id, token_sha256, roles, tags, project, allow, may_assert_identity,
-         created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         created_at, catalog) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             agent.id,
             agent.token_sha256.as_slice(),
@@ -287,7 +287,8 @@ fn insert_agent(
             agent.project,
             json(&agent.allow),
             agent.may_assert_identity,
-            agent.created_at.to_string()
+            agent.created_at.to_string(),
+            agent.catalog
         ],
     );
     match inserted {

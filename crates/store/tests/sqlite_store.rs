@@ -189,6 +189,7 @@ async fn agents_crud() {
         project: Some("p1".to_owned()),
         allow: vec!["tools:*".to_owned()],
         may_assert_identity: true,
+        catalog: "full".to_owned(),
         created_at: jiff::Timestamp::from_second(1_767_225_600).unwrap(),
     };
     store.insert_agent(agent("b", 2)).await.unwrap();
@@ -197,6 +198,7 @@ async fn agents_crud() {
             project: None,
             roles: vec![],
             may_assert_identity: false,
+            catalog: "meta".to_owned(),
             ..agent("a", 1)
         })
         .await
@@ -223,8 +225,13 @@ async fn agents_crud() {
     assert_eq!(ids, vec!["a", "b"]);
     let a = store.agent_by_token_hash([1; 32]).await.unwrap().unwrap();
     assert_eq!(
-        (a.project, a.may_assert_identity, a.roles.len()),
-        (None, false, 0)
+        (
+            a.project,
+            a.may_assert_identity,
+            a.roles.len(),
+            a.catalog.as_str()
+        ),
+        (None, false, 0, "meta")
     );
 
     assert!(store.delete_agent("b").await.unwrap());

@@ -1,6 +1,8 @@
-"""Lists the tools of a Streamable HTTP MCP endpoint and calls one, with the Python `mcp` SDK (2.x).
+"""Lists the tools of an MCP server and calls one, with the Python `mcp` SDK (2.x).
 
-Usage: mcp_client.py URL TOOL ARGUMENTS_JSON   (the bearer token comes from $MCP_TOKEN, if set)
+Usage: mcp_client.py TARGET TOOL ARGUMENTS_JSON
+TARGET is a Streamable HTTP URL (the bearer token comes from $MCP_TOKEN, if set), or
+`stdio:<JSON list: command and arguments>` to start a stdio server (it inherits the environment).
 Prints one JSON line: {"protocol":...,"tools":[names],"result":{...}} or {"error":"..."} (exit 2).
 """
 
@@ -11,23 +13,34 @@ import sys
 
 import httpx2
 from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 
-async def main(url: str, tool: str, arguments: dict) -> dict:
+async def exercise(session: ClientSession, tool: str, arguments: dict) -> dict:
+    init = await session.initialize()
+    tools = await session.list_tools()
+    result = await session.call_tool(tool, arguments)
+    return {
+        "protocol": str(init.protocol_version),
+        "tools": [t.name for t in tools.tools],
+        "result": result.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+
+
+async def main(target: str, tool: str, arguments: dict) -> dict:
+    if target.startswith("stdio:"):
+        command = json.loads(target[len("stdio:"):])
+        params = StdioServerParameters(command=command[0], args=command[1:], env=dict(os.environ))
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                return await exercise(session, tool, arguments)
     token = os.environ.get("MCP_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
-        async with streamable_http_client(url, http_client=http) as (read, write):
+        async with streamable_http_client(target, http_client=http) as (read, write):
             async with ClientSession(read, write) as session:
-                init = await session.initialize()
-                tools = await session.list_tools()
-                result = await session.call_tool(tool, arguments)
-                return {
-                    "protocol": str(init.protocol_version),
-                    "tools": [t.name for t in tools.tools],
-                    "result": result.model_dump(mode="json", by_alias=True, exclude_none=True),
-                }
+                return await exercise(session, tool, arguments)
 
 
 def flatten(err: BaseException) -> str:

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::admin::AdminCaller;
+use crate::config::CatalogView;
 use crate::error::{ApiError, ApiJson};
 use crate::http::{AppState, peer_of};
 use crate::identity::is_valid_agent_id;
@@ -146,6 +147,8 @@ struct CreateAgent {
     allow: Vec<String>,
     #[serde(default)]
     may_assert_identity: bool,
+    #[serde(default)]
+    catalog: CatalogView,
 }
 
 /// `POST /admin/agents`: creates an agent and answers its token, once.
@@ -179,6 +182,7 @@ async fn create_agent(
         project: body.project,
         allow: body.allow,
         may_assert_identity: body.may_assert_identity,
+        catalog: body.catalog.as_str().to_owned(),
         created_at: state.clock.now(),
     };
     state.store.insert_agent(agent).await.map_err(store_error)?;
@@ -239,6 +243,7 @@ async fn list_agents(State(state): State<AppState>) -> Result<Response, ApiError
                 "project": agent.project,
                 "allow": agent.allow.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
                 "may_assert_identity": agent.may_assert_identity,
+                "catalog": agent.catalog.as_str(),
             })
         })
         .collect();
@@ -247,6 +252,7 @@ async fn list_agents(State(state): State<AppState>) -> Result<Response, ApiError
             "id": agent.id, "origin": "store", "roles": agent.roles, "tags": agent.tags,
             "project": agent.project, "allow": agent.allow,
             "may_assert_identity": agent.may_assert_identity,
+            "catalog": agent.catalog,
             "created_at": agent.created_at.to_string(),
         }));
     }
