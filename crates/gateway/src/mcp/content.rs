@@ -125,7 +125,12 @@ impl McpHandler {
                 else {
                     continue;
                 };
-                prompt["name"] = serde_json::Value::String(self.prompt_name(&upstream, &name));
+                if let Some(fields) = prompt.as_object_mut() {
+                    fields.insert(
+                        "name".to_owned(),
+                        serde_json::Value::String(self.prompt_name(&upstream, &name)),
+                    );
+                }
                 if self.state.mcp.redactor().redact_value(&mut prompt).is_err() {
                     continue;
                 }
