@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{IntoTransport as _, StreamableHttpClientTransport, Transport as _};
+use rmcp::transport::{StreamableHttpClientTransport, Transport as _};
 use rmcp::{RoleClient, RoleServer};
 
 use crate::admin_client::ServerArgs;
