@@ -205,19 +205,12 @@ impl McpHandler {
     }
 
     pub(super) async fn list_resources_for(&self, caller: &Caller) -> ListResourcesResult {
-        let upstreams = self.readable_upstreams(&caller.identified);
-        let listed =
-            futures::future::join_all(upstreams.iter().map(|upstream| upstream.list_resources()))
-                .await;
-        let resources = listed
-            .into_iter()
-            .filter_map(Result::ok)
-            .flatten()
-            .filter_map(|mut resource| {
-                self.state.mcp.redactor().redact_value(&mut resource).ok()?;
-                serde_json::from_value(resource).ok()
-            })
-            .collect();
+        let resources = self
+            .gather(
+                caller,
+                |upstream| async move { upstream.list_resources().await },
+            )
+            .await;
         ListResourcesResult::with_all_items(resources)
     }
 
@@ -225,23 +218,35 @@ impl McpHandler {
         &self,
         caller: &Caller,
     ) -> ListResourceTemplatesResult {
+        let templates = self
+            .gather(caller, |upstream| async move {
+                upstream.list_resource_templates().await
+            })
+            .await;
+        ListResourceTemplatesResult::with_all_items(templates)
+    }
+
+    /// What `list` answers for every upstream the caller may read, redacted and parsed; an
+    /// upstream that fails to list, or an item that cannot be scanned or parsed, is left out.
+    async fn gather<T, F, Fut>(&self, caller: &Caller, list: F) -> Vec<T>
+    where
+        T: serde::de::DeserializeOwned,
+        F: Fn(Arc<Upstream>) -> Fut,
+        Fut: std::future::Future<
+                Output = Result<Vec<serde_json::Value>, portcullis_mcp::UpstreamError>,
+            >,
+    {
         let upstreams = self.readable_upstreams(&caller.identified);
-        let listed = futures::future::join_all(
-            upstreams
-                .iter()
-                .map(|upstream| upstream.list_resource_templates()),
-        )
-        .await;
-        let templates = listed
+        let listed = futures::future::join_all(upstreams.into_iter().map(list)).await;
+        listed
             .into_iter()
             .filter_map(Result::ok)
             .flatten()
-            .filter_map(|mut template| {
-                self.state.mcp.redactor().redact_value(&mut template).ok()?;
-                serde_json::from_value(template).ok()
+            .filter_map(|mut item| {
+                self.state.mcp.redactor().redact_value(&mut item).ok()?;
+                serde_json::from_value(item).ok()
             })
-            .collect();
-        ListResourceTemplatesResult::with_all_items(templates)
+            .collect()
     }
 
     /// The upstream that serves `uri`: the one among those the caller may read that lists it,
