@@ -433,3 +433,136 @@ models = ["conformance-model"]
     );
     assert!(text.contains("CLEAN"), "{text}");
 }
+
+/// Every ledger record, page by page.
+async fn whole_ledger(gateway: &Gateway) -> Vec<Value> {
+    let mut records = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = gateway
+            .admin_get(&format!("/admin/ledger?after={after}&limit=1000"))
+            .await;
+        records.extend(page["records"].as_array().cloned().unwrap_or_default());
+        match page["next_after"].as_u64() {
+            Some(next) => after = next,
+            None => return records,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_never_spend_past_a_small_usd_cap() {
+    // One output token at $0.001 and free input: each call's estimate (`max_tokens` = 1) equals
+    // what it costs (the fixture answers "ping" with one token), so the $0.05 cap admits at
+    // most 50 calls however they interleave.
+    const CALLS: usize = 1000;
+    const PRICE: u64 = 1000;
+    const CAP: u64 = 50_000;
+    let provider = FixtureLlm::start(&[]).await;
+    let config = format!(
+        r#"
+[admin]
+rate_limit = "100000/60"
+
+[llm]
+default_max_tokens = 1
+
+[[budgets.budgets]]
+id = "cap"
+scope = "global"
+unit = "usd"
+window = "day"
+limit = "0.05"
+
+[budgets.prices.models."cap-model"]
+input_per_1m = "0"
+output_per_1m = "1000"
+
+[[llm.providers]]
+name = "fx"
+base_url = "{origin}/v1"
+models = ["cap-model"]
+"#,
+        origin = provider.origin
+    );
+    let gateway = Gateway::start(&config).await;
+    let token = create_agent(&gateway, "spender", &["llm:model:*", "io:egress:chat"]).await;
+    let http = reqwest::Client::new();
+    let url = gateway.url("/v1/chat/completions");
+    let calls = (0..CALLS).map(|_| {
+        let (http, url, token) = (http.clone(), url.clone(), token.clone());
+        tokio::spawn(async move {
+            let response = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({
+                    "model": "cap-model",
+                    "max_tokens": 1,
+                    "messages": [{"role": "user", "content": "ping"}]
+                }))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (status, body)
+        })
+    });
+    let outcomes = futures::future::join_all(calls).await;
+    let mut succeeded = 0u64;
+    for outcome in outcomes {
+        let (status, body) = outcome.unwrap();
+        match status {
+            200 => succeeded += 1,
+            429 => assert!(
+                ["budget_exceeded", "budget_paused"]
+                    .contains(&body["error"]["code"].as_str().unwrap()),
+                "{body}"
+            ),
+            _ => panic!("unexpected answer {status}: {body}"),
+        }
+    }
+    assert!(
+        succeeded > 0 && succeeded * PRICE <= CAP,
+        "{succeeded} calls succeeded"
+    );
+
+    // Committed spend: what succeeded, never past the cap; nothing stays reserved.
+    let view = gateway.admin_get("/admin/budgets").await;
+    let line = view["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|line| line["key"] == "cap@global")
+        .cloned()
+        .unwrap();
+    assert_eq!(line["spent"], succeeded * PRICE, "{line}");
+    assert_eq!(line["reserved"], 0, "{line}");
+    // Only admitted calls reached the provider.
+    assert_eq!(provider.records().await.len() as u64, succeeded);
+
+    // The ledger's per-call costs add up to the committed spend (events are written off the
+    // response path: wait for all of them).
+    let mut settled = Vec::new();
+    for _ in 0..200 {
+        let calls: Vec<Value> = whole_ledger(&gateway)
+            .await
+            .into_iter()
+            .filter(|record| record["kind"] == "llm.call")
+            .collect();
+        if calls.len() == CALLS {
+            settled = calls
+                .into_iter()
+                .filter(|call| call["decision"] == "allow")
+                .collect();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(settled.len() as u64, succeeded);
+    let cost: u64 = settled
+        .iter()
+        .map(|call| call["data"]["cost_micro_usd"].as_u64().unwrap())
+        .sum();
+    assert_eq!(cost, succeeded * PRICE);
+}

@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures::StreamExt as _;
 use portcullis_core::request::RequestContext;
-use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, GateKey};
+use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, GateKey, MicroUsd};
 use portcullis_llm::{ChatRequest, EmbeddingsRequest, Family, TokenCounter, Usage};
 use portcullis_sanitize::redact::Redactor;
 use portcullis_sanitize::{Counts, Sanitizer, Scope, Vault};
@@ -267,6 +267,8 @@ struct CallRecord {
     sanitized: Counts,
     redacted: usize,
     settlement: &'static str,
+    /// What the settled usage cost by the price table, when the model has a price.
+    cost: Option<MicroUsd>,
     upstream_status: Option<u16>,
 }
 
@@ -300,6 +302,7 @@ impl CallRecord {
                 "sanitized": sanitized,
                 "redacted_secrets": self.redacted,
                 "settlement": self.settlement,
+                "cost_micro_usd": self.cost.map(|cost| cost.0),
                 "upstream_status": self.upstream_status,
                 "latency_us": u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             }))
@@ -323,6 +326,18 @@ struct Call {
 }
 
 impl Call {
+    /// Settles `grant` to `usage` (stage 9) and records the usage, its cost and `settlement`.
+    async fn settle(&mut self, grant: Grant, usage: Usage, settlement: &'static str) {
+        self.record.input_tokens = usage.input_tokens;
+        self.record.output_tokens = usage.output_tokens;
+        self.record.settlement = settlement;
+        let actual = Actual::Llm {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+        };
+        self.record.cost = pipeline::settle(&self.state, grant, &actual, &self.correlation).await;
+    }
+
     /// Ends the call with `err`: records the refusal and answers it.
     fn refuse(mut self, err: LlmError, reason: &str) -> Response {
         if self.record.settlement.is_empty() {
@@ -565,19 +580,7 @@ async fn chat(
             .tokens
             .strings(family, answer.get("choices").unwrap_or(&Value::Null)),
     });
-    call.record.input_tokens = usage.input_tokens;
-    call.record.output_tokens = usage.output_tokens;
-    call.record.settlement = "settled";
-    pipeline::settle(
-        &call.state,
-        grant,
-        &Actual::Llm {
-            input_tokens: usage.input_tokens,
-            output_tokens: usage.output_tokens,
-        },
-        &call.correlation,
-    )
-    .await;
+    call.settle(grant, usage, "settled").await;
     match restored {
         Ok(n_redacted) => {
             call.record.redacted = n_redacted;
@@ -652,18 +655,12 @@ async fn embeddings(
     };
     let usage = Usage::of(&answer);
     call.record.usage_reported = usage.is_some();
-    call.record.input_tokens = usage.map_or(input_tokens, |u| u.input_tokens);
-    call.record.settlement = "settled";
-    pipeline::settle(
-        &call.state,
-        grant,
-        &Actual::Llm {
-            input_tokens: call.record.input_tokens,
-            output_tokens: 0,
-        },
-        &call.correlation,
-    )
-    .await;
+    let input_tokens = usage.map_or(input_tokens, |u| u.input_tokens);
+    let usage = Usage {
+        input_tokens,
+        output_tokens: 0,
+    };
+    call.settle(grant, usage, "settled").await;
     call.done();
     axum::Json(answer).into_response()
 }

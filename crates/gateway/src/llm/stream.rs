@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{Call, Failure, LlmError, LlmRuntime, Target, fail};
-use crate::pipeline::{self, Actual, Grant};
+use crate::pipeline::{self, Grant};
 
 /// Events buffered towards a slow client before the provider is read further.
 const CLIENT_BUFFER: usize = 32;
@@ -120,16 +120,10 @@ impl Pump {
         let usage = usage.unwrap_or(seen);
         call.record.redacted = self.rewriter.redacted();
         let any_output = usage.output_tokens > 0 || !self.rewriter.output_text().is_empty();
-        let settle = |call: &mut Call, label: &'static str| {
-            call.record.input_tokens = usage.input_tokens;
-            call.record.output_tokens = usage.output_tokens;
-            call.record.settlement = label;
-        };
         match end {
             End::Complete => {
                 self.send(sse::DONE).await;
-                settle(&mut call, "settled");
-                pipeline::settle(&call.state, grant, &actual(usage), &call.correlation).await;
+                call.settle(grant, usage, "settled").await;
                 call.done();
             }
             End::Failed(failure, reason) => {
@@ -139,11 +133,10 @@ impl Pump {
                     _ => LlmError::new(ErrorCode::UpstreamFailed),
                 };
                 self.send(&error.body().to_string()).await;
-                self.close(call, grant, usage, any_output, reason, settle)
-                    .await;
+                self.close(call, grant, usage, any_output, reason).await;
             }
             End::ClientGone => {
-                self.close(call, grant, usage, any_output, "client_closed", settle)
+                self.close(call, grant, usage, any_output, "client_closed")
                     .await;
             }
         }
@@ -157,11 +150,9 @@ impl Pump {
         usage: Usage,
         any_output: bool,
         reason: &'static str,
-        settle: impl Fn(&mut Call, &'static str),
     ) {
         if any_output {
-            settle(&mut call, "settled_partial");
-            pipeline::settle(&call.state, grant, &actual(usage), &call.correlation).await;
+            call.settle(grant, usage, "settled_partial").await;
         } else {
             call.record.settlement = "released";
             pipeline::release(&call.state, grant, &call.correlation).await;
@@ -204,12 +195,5 @@ impl Pump {
     /// Sends one event; false when the client is gone.
     async fn send(&self, data: &str) -> bool {
         self.tx.send(Bytes::from(sse::encode(data))).await.is_ok()
-    }
-}
-
-fn actual(usage: Usage) -> Actual {
-    Actual::Llm {
-        input_tokens: usage.input_tokens,
-        output_tokens: usage.output_tokens,
     }
 }

@@ -246,13 +246,39 @@ pub(super) async fn admit(
     })
 }
 
+/// What a call cost by the price table: the reported usage of an LLM call at its model's price,
+/// or a tool's price per call. `None` when there is no price.
+pub(super) fn cost(
+    state: &AppState,
+    metered: &Metered,
+    model: Option<&str>,
+    actual: &Actual,
+) -> Option<MicroUsd> {
+    let plan = state.guardrails.budgets.plan();
+    match (metered, actual) {
+        (Metered::Tool { name }, Actual::Tool) => {
+            portcullis_budget::tool_cost(&plan.prices, name).ok()
+        }
+        (
+            Metered::Llm { .. },
+            Actual::Llm {
+                input_tokens,
+                output_tokens,
+            },
+        ) => model.and_then(|model| {
+            portcullis_budget::actual_llm(&plan.prices, model, *input_tokens, *output_tokens).ok()
+        }),
+        _ => None,
+    }
+}
+
 /// Records what the call consumed in place of its reservation. The actual may pass the
 /// estimate: it is recorded in full and the overage is an event. A reservation that expired
 /// meanwhile is charged without one (`budget.settled_late`).
 pub(super) async fn settle(
     state: &AppState,
     held: Held,
-    model: Option<&str>,
+    cost: Option<MicroUsd>,
     actual: &Actual,
     agent: &str,
     correlation: &CorrelationId,
@@ -262,25 +288,13 @@ pub(super) async fn settle(
         Actual::Llm {
             input_tokens,
             output_tokens,
-        } => {
-            let counts_usd = held.meters.iter().any(|meter| meter.unit == Unit::Usd);
-            let plan = state.guardrails.budgets.plan();
-            let usd = match model {
-                Some(model) if counts_usd => portcullis_budget::actual_llm(
-                    &plan.prices,
-                    model,
-                    *input_tokens,
-                    *output_tokens,
-                )
-                .unwrap_or(held.estimate.usd),
-                _ => MicroUsd::ZERO,
-            };
-            Amounts {
-                usd,
-                tokens: input_tokens.saturating_add(*output_tokens),
-                calls: 1,
-            }
-        }
+        } => Amounts {
+            // Unpriced with a USD budget in force was refused at reserve; a price removed by a
+            // reload since then keeps the estimate.
+            usd: cost.unwrap_or(held.estimate.usd),
+            tokens: input_tokens.saturating_add(*output_tokens),
+            calls: 1,
+        },
     };
     let event = |kind: &str, decision: Decision, reason: &str, data: Value| {
         Event::new(kind, decision, reason)

@@ -1,6 +1,6 @@
 //! Stage 5, limit (rate limits, then budget reservation), and stage 9, settle or release.
 
-use portcullis_core::{CorrelationId, Decision, ErrorCode, Event};
+use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, MicroUsd};
 
 use super::budget::{self, Held};
 use crate::config::limits::LimitMode;
@@ -137,14 +137,25 @@ pub async fn limit(
 }
 
 /// Stage 9, settle: replaces the grant's reservation with what the call consumed (recorded in
-/// full, even past the estimate; the overage is a `budget.overage` event).
-pub async fn settle(state: &AppState, grant: Grant, actual: &Actual, correlation: &CorrelationId) {
+/// full, even past the estimate; the overage is a `budget.overage` event). Returns what the call
+/// cost by the price table, `None` when its model or tool has no price.
+pub async fn settle(
+    state: &AppState,
+    grant: Grant,
+    actual: &Actual,
+    correlation: &CorrelationId,
+) -> Option<MicroUsd> {
     let Grant {
-        model, agent, held, ..
+        metered,
+        model,
+        agent,
+        held,
     } = grant;
+    let cost = budget::cost(state, &metered, model.as_deref(), actual);
     if let Some(held) = held {
-        budget::settle(state, held, model.as_deref(), actual, &agent, correlation).await;
+        budget::settle(state, held, cost, actual, &agent, correlation).await;
     }
+    cost
 }
 
 /// Gives a grant back unused (the call did not run): its reservation is dropped.
