@@ -69,7 +69,7 @@ done
 curl -sf -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d '{}' \
   "http://$GATEWAY/admin/tools/pin" >/dev/null
 TOKEN="$(curl -sf -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
-  -d '{"id":"bench","allow":["io:ingress:tools.fx","tools:call:fx.*"]}' "http://$GATEWAY/admin/agents" \
+  -d '{"id":"bench","allow":["io:ingress:tools.fx","io:egress:tools.fx","tools:call:fx.*"]}' "http://$GATEWAY/admin/agents" \
   | sed 's/.*"token":"\([^"]*\)".*/\1/')"
 
 echo "machine: $(nproc) cores; fixture at $UPSTREAM, Portcullis at $GATEWAY"

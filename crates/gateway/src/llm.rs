@@ -381,16 +381,17 @@ impl Call {
     }
 }
 
-/// Identify, read the body, gate both keys (their two ledger appends run concurrently, so they
-/// share one group commit).
+/// Identify, read the body, gate both keys (their ledger appends share one group commit), then
+/// open the call's record for `endpoint`; `Err` is the answer.
 async fn admit(
     state: &AppState,
     headers: &HeaderMap,
-    correlation: &CorrelationId,
+    correlation: CorrelationId,
     body: Result<Bytes, BytesRejection>,
-    model_of: impl FnOnce(&Value) -> Option<String>,
-) -> Result<(Identified, Value, String), LlmError> {
-    let identified = pipeline::identify(state, headers, correlation).await?;
+    endpoint: &'static str,
+) -> Result<(Call, Value), LlmError> {
+    let started = tokio::time::Instant::now();
+    let identified = pipeline::identify(state, headers, &correlation).await?;
     let body = body.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             LlmError::new(ErrorCode::PayloadTooLarge)
@@ -400,41 +401,40 @@ async fn admit(
     })?;
     let value: Value =
         serde_json::from_slice(&body).map_err(|_| LlmError::new(ErrorCode::BadRequest))?;
-    let model = model_of(&value).ok_or_else(|| LlmError::new(ErrorCode::BadRequest))?;
+    let model = value
+        .get("model")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| LlmError::new(ErrorCode::BadRequest))?;
     let model_key = GateKey::parse(&format!("llm:model:{model}"))
         .map_err(|_| LlmError::new(ErrorCode::BadRequest))?;
     let egress_key =
         GateKey::parse("io:egress:chat").map_err(|_| LlmError::new(ErrorCode::Internal))?;
-    let (model_gate, egress_gate) = tokio::join!(
-        pipeline::gate(
-            state,
-            &identified,
-            model_key,
-            model.clone(),
-            RequestContext::default(),
-            correlation,
-        ),
-        pipeline::gate(
-            state,
-            &identified,
-            egress_key,
-            model.clone(),
-            RequestContext::default(),
-            correlation,
-        ),
-    );
-    model_gate?;
-    egress_gate?;
-    Ok((identified, value, model))
+    let gates =
+        [model_key, egress_key].map(|action| (action, model.clone(), RequestContext::default()));
+    pipeline::gate_all(state, &identified, gates, &correlation).await?;
+    let call = Call {
+        state: state.clone(),
+        identified,
+        correlation,
+        started,
+        record: CallRecord {
+            endpoint,
+            model,
+            ..CallRecord::default()
+        },
+    };
+    Ok((call, value))
 }
 
-/// Sanitizes every string of `body` except structural keys; `Err` is the answer to give.
+/// Sanitizes every string of `body` except structural keys and records the counts; `Err` is
+/// the answer to give.
 fn sanitize(
+    call: &mut Call,
     runtime: &LlmRuntime,
-    identified: &Identified,
-    correlation: &CorrelationId,
     body: &mut serde_json::Map<String, Value>,
-) -> Result<(Counts, Vault), (LlmError, &'static str)> {
+) -> Result<Vault, (LlmError, &'static str)> {
+    let identified = &call.identified;
     let scope = Scope::new(format!(
         "{}\0{}",
         identified.agent.id,
@@ -442,7 +442,7 @@ fn sanitize(
             .subject
             .session
             .as_deref()
-            .unwrap_or(correlation.as_str())
+            .unwrap_or(call.correlation.as_str())
     ));
     let mut vault = Vault::new();
     let mut value = Value::Object(std::mem::take(body));
@@ -467,7 +467,8 @@ fn sanitize(
     if let Value::Object(map) = value {
         *body = map;
     }
-    Ok((counts, vault))
+    call.record.sanitized = counts;
+    Ok(vault)
 }
 
 /// Limit, then the target to call (the grant's model after a possible downgrade).
@@ -507,45 +508,21 @@ async fn chat(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = tokio::time::Instant::now();
-    let (identified, value, model) = match admit(&state, &headers, &correlation, body, |v| {
-        v.get("model").and_then(Value::as_str).map(str::to_owned)
-    })
-    .await
-    {
+    let (mut call, value) = match admit(&state, &headers, correlation, body, "chat").await {
         Ok(admitted) => admitted,
         Err(err) => return err.into_response(),
     };
     let runtime = Arc::clone(&state.llm);
-    let mut call = Call {
-        state: state.clone(),
-        identified,
-        correlation,
-        started,
-        record: CallRecord {
-            endpoint: "chat",
-            model: model.clone(),
-            ..CallRecord::default()
-        },
-    };
     let mut request = match ChatRequest::parse(value) {
         Ok(request) => request,
         Err(err) => return call.refuse(LlmError::new(ErrorCode::BadRequest), err.reason()),
     };
     call.record.stream = request.stream();
-    let Some(target) = runtime.resolve(&model) else {
+    let Some(target) = runtime.resolve(&call.record.model) else {
         return call.refuse(LlmError::new(ErrorCode::NotFound), "llm_model_unknown");
     };
-    let vault = match sanitize(
-        &runtime,
-        &call.identified,
-        &call.correlation,
-        request.body_mut(),
-    ) {
-        Ok((counts, vault)) => {
-            call.record.sanitized = counts;
-            vault
-        }
+    let vault = match sanitize(&mut call, &runtime, request.body_mut()) {
+        Ok(vault) => vault,
         Err((err, reason)) => return call.refuse(err, reason),
     };
     let family = Family::of(&target.model);
@@ -600,42 +577,20 @@ async fn embeddings(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = tokio::time::Instant::now();
-    let (identified, value, model) = match admit(&state, &headers, &correlation, body, |v| {
-        v.get("model").and_then(Value::as_str).map(str::to_owned)
-    })
-    .await
-    {
+    let (mut call, value) = match admit(&state, &headers, correlation, body, "embeddings").await {
         Ok(admitted) => admitted,
         Err(err) => return err.into_response(),
     };
     let runtime = Arc::clone(&state.llm);
-    let mut call = Call {
-        state: state.clone(),
-        identified,
-        correlation,
-        started,
-        record: CallRecord {
-            endpoint: "embeddings",
-            model: model.clone(),
-            ..CallRecord::default()
-        },
-    };
     let mut request = match EmbeddingsRequest::parse(value) {
         Ok(request) => request,
         Err(err) => return call.refuse(LlmError::new(ErrorCode::BadRequest), err.reason()),
     };
-    let Some(target) = runtime.resolve(&model) else {
+    let Some(target) = runtime.resolve(&call.record.model) else {
         return call.refuse(LlmError::new(ErrorCode::NotFound), "llm_model_unknown");
     };
-    match sanitize(
-        &runtime,
-        &call.identified,
-        &call.correlation,
-        request.body_mut(),
-    ) {
-        Ok((counts, _)) => call.record.sanitized = counts,
-        Err((err, reason)) => return call.refuse(err, reason),
+    if let Err((err, reason)) = sanitize(&mut call, &runtime, request.body_mut()) {
+        return call.refuse(err, reason);
     }
     let family = Family::of(&target.model);
     let input_tokens: u64 = request

@@ -575,26 +575,18 @@ impl McpHandler {
                 .await;
             return Err(unknown_tool());
         }
-        // Gate in: the upstream's ingress key, then the tool's key.
+        // Gate in: the upstream's ingress key, then the tool's key (recorded in one commit).
         let ingress = GateKey::parse(&format!("io:ingress:tools.{}", tool.upstream))
             .map_err(|_| unknown_tool())?;
-        for action in [ingress, tool.gate_key.clone()] {
-            let context = RequestContext::default();
-            if crate::pipeline::gate(
-                state,
-                &caller.identified,
-                action,
-                tool.id.clone(),
-                context,
-                &caller.correlation,
-            )
+        let gates = [ingress, tool.gate_key.clone()]
+            .map(|action| (action, tool.id.clone(), RequestContext::default()));
+        if crate::pipeline::gate_all(state, &caller.identified, gates, &caller.correlation)
             .await
             .is_err()
-            {
-                self.ledger(caller, &record, Decision::Deny, "policy_denied", started)
-                    .await;
-                return Err(unknown_tool());
-            }
+        {
+            self.ledger(caller, &record, Decision::Deny, "policy_denied", started)
+                .await;
+            return Err(unknown_tool());
         }
         // Validate: the pinned schema, then the argument rules.
         let validated = match &tool.validator {
@@ -666,29 +658,34 @@ impl McpHandler {
                 return Ok(tool_error(code, err.reason(), code.message()));
             }
         };
-        // Gate out, then redaction of everything that goes back.
-        if let Ok(egress) = GateKey::parse(&format!("io:egress:tools.{}", tool.upstream)) {
-            if crate::pipeline::gate(
-                state,
-                &caller.identified,
-                egress,
-                tool.id.clone(),
-                RequestContext::default(),
-                &caller.correlation,
-            )
-            .await
-            .is_err()
-            {
-                self.ledger(caller, &record, Decision::Deny, "policy_denied", started)
-                    .await;
-                return Ok(tool_error(
-                    ErrorCode::PolicyDenied,
-                    "policy_denied",
-                    ErrorCode::PolicyDenied.message(),
-                ));
-            }
+        // Gate out, then redaction of everything that goes back. The gate-out decision and the
+        // call's event are recorded together (one group commit); either failing refuses.
+        let gate_out = GateKey::parse(&format!("io:egress:tools.{}", tool.upstream))
+            .ok()
+            .map(|egress| {
+                crate::pipeline::decide(
+                    state,
+                    &caller.identified,
+                    egress,
+                    tool.id.clone(),
+                    RequestContext::default(),
+                    &caller.correlation,
+                )
+            });
+        if let Some(denied) = gate_out.as_ref().filter(|d| d.refusal().is_some()) {
+            let _ = denied.record(state).await;
+            self.ledger(caller, &record, Decision::Deny, "policy_denied", started)
+                .await;
+            return Ok(tool_error(
+                ErrorCode::PolicyDenied,
+                "policy_denied",
+                ErrorCode::PolicyDenied.message(),
+            ));
         }
         let Some(result) = self.redact_result(result) else {
+            if let Some(decided) = &gate_out {
+                let _ = decided.record(state).await;
+            }
             self.ledger(
                 caller,
                 &record,
@@ -703,10 +700,17 @@ impl McpHandler {
                 ErrorCode::Internal.message(),
             ));
         };
-        let receipt = self
-            .ledger(caller, &record, Decision::Allow, "ok", started)
-            .await;
-        if !receipt {
+        let record_gate_out = async {
+            match &gate_out {
+                Some(decided) => decided.record(state).await.is_ok(),
+                None => true,
+            }
+        };
+        let (gate_recorded, call_recorded) = tokio::join!(
+            record_gate_out,
+            self.ledger(caller, &record, Decision::Allow, "ok", started)
+        );
+        if !(gate_recorded && call_recorded) {
             return Ok(tool_error(
                 ErrorCode::StoreUnavailable,
                 "store_unavailable",

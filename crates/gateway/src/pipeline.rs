@@ -10,6 +10,8 @@
 //! ```text
 //! let identified = pipeline::identify(&state, &headers, &correlation).await?; // 401, 503 killswitch_engaged
 //! pipeline::gate(&state, &identified, action, resource, context, &correlation).await?;
+//! // or gate_all for several keys that must all allow (their events share one group commit),
+//! // or decide + Decided::record to record a decision together with the front's own event.
 //! let grant = pipeline::limit(&state, &identified, &Metered::Tool { name }, &correlation).await?;
 //! // or Metered::Llm { model, input_tokens, max_output_tokens }; for LLM calls, call the model
 //! // `grant.model()` names: the soft throttle may have downgraded it.
@@ -108,6 +110,52 @@ pub async fn gate(
     context: RequestContext,
     correlation: &CorrelationId,
 ) -> Result<Explanation, ApiError> {
+    let decided = decide(state, identified, action, resource, context, correlation);
+    let denied = decided.refusal();
+    let recorded = decided.record(state).await;
+    match denied {
+        Some(err) => Err(err),
+        None => recorded.map(|()| decided.explanation),
+    }
+}
+
+/// [`gate`] for several keys that must all allow, decided in order up to the first deny. The
+/// decisions made are recorded together (their appends share one group commit, so a request
+/// pays for one durable write rather than one per key); the first deny answers its code.
+pub async fn gate_all(
+    state: &AppState,
+    identified: &Identified,
+    gates: impl IntoIterator<Item = (GateKey, String, RequestContext)>,
+    correlation: &CorrelationId,
+) -> Result<(), ApiError> {
+    let mut decided = Vec::new();
+    let mut denied = None;
+    for (action, resource, context) in gates {
+        let decision = decide(state, identified, action, resource, context, correlation);
+        denied = decision.refusal();
+        decided.push(decision);
+        if denied.is_some() {
+            break;
+        }
+    }
+    let recorded = futures::future::join_all(decided.iter().map(|d| d.record(state))).await;
+    match denied {
+        Some(err) => Err(err),
+        None => recorded.into_iter().collect(),
+    }
+}
+
+/// The gate's decision before it is recorded: [`gate`] in two steps, for a front that records
+/// the decision together with another event (one group commit). Quota use is counted when
+/// deciding.
+pub fn decide(
+    state: &AppState,
+    identified: &Identified,
+    action: GateKey,
+    resource: String,
+    context: RequestContext,
+    correlation: &CorrelationId,
+) -> Decided {
     let request = Request {
         subject: identified.subject.clone(),
         action,
@@ -118,18 +166,37 @@ pub async fn gate(
         .policy
         .decide(&request, &identified.agent.allow, state.clock.now());
     let event = decision_event(&request, &explanation).correlation(correlation.as_str());
-    if explanation.is_allow() {
-        state
-            .events
-            .emit(event)
-            .await
-            .map_err(|_| ApiError::new(ErrorCode::StoreUnavailable))?;
-        Ok(explanation)
-    } else {
-        state.events.emit_best_effort(event).await;
-        Err(ApiError::new(
-            explanation.error_code().unwrap_or(ErrorCode::PolicyDenied),
-        ))
+    Decided { explanation, event }
+}
+
+/// One decision of the gate and its `policy.decision` event, from [`decide`].
+#[derive(Debug)]
+pub struct Decided {
+    /// What the policy engine answered.
+    pub explanation: Explanation,
+    event: Event,
+}
+
+impl Decided {
+    /// `None` for an allow; for a deny, the error to answer (the explanation's registry code).
+    pub fn refusal(&self) -> Option<ApiError> {
+        (!self.explanation.is_allow()).then(|| {
+            ApiError::new(
+                self.explanation
+                    .error_code()
+                    .unwrap_or(ErrorCode::PolicyDenied),
+            )
+        })
+    }
+
+    /// Appends the decision's event. An allow that cannot be recorded is `store_unavailable`
+    /// (fail closed); a deny's failed append is only logged, the request is refused anyway.
+    pub async fn record(&self, state: &AppState) -> Result<(), ApiError> {
+        let appended = state.events.emit(self.event.clone()).await;
+        if self.explanation.is_allow() {
+            appended.map_err(|_| ApiError::new(ErrorCode::StoreUnavailable))?;
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Start-up and shutdown: data dir, admin token, store, listener, the `listening` line, graceful
 //! stop.
 
+use axum::serve::ListenerExt as _;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write as _;
@@ -319,6 +320,11 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     });
     let mut graceful_rx = stop_rx.clone();
+    // Responses go out in several small writes (headers, SSE events): without TCP_NODELAY,
+    // Nagle's algorithm holds each later write until the peer's delayed ACK, tens of ms.
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     let server = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),

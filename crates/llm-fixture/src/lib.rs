@@ -22,6 +22,7 @@
     reason = "serde_json::Value indexing returns Null"
 )]
 
+use axum::serve::ListenerExt as _;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -112,6 +113,10 @@ pub async fn serve(
     fixture: LlmFixture,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    // Several small writes per streamed answer: TCP_NODELAY keeps Nagle from delaying them.
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     axum::serve(listener, router(fixture))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -18,6 +18,7 @@
 //!   calls are on record too.
 //! - The fixture opens no network connection of its own; it only answers.
 
+use axum::serve::ListenerExt as _;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -190,6 +191,10 @@ pub async fn serve_http(
     shutdown: CancellationToken,
 ) -> Result<(), FixtureError> {
     let app = router(fixture, shutdown.clone());
+    // Several small writes per answer (SSE): TCP_NODELAY keeps Nagle from delaying them.
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled_owned().await })
         .await

@@ -516,7 +516,10 @@ impl Upstream {
                     let value = http::HeaderValue::from_str(value).map_err(|_| "bad_header")?;
                     custom.insert(name, value);
                 }
-                let mut config = StreamableHttpClientTransportConfig::with_uri(url.clone());
+                // The upstream's own permits bound its calls; the transport must not queue
+                // below that bound (its default is 16 POSTs in flight).
+                let mut config = StreamableHttpClientTransportConfig::with_uri(url.clone())
+                    .max_concurrent_requests(self.spec.max_concurrent.max(1));
                 config.custom_headers = custom;
                 let transport = StreamableHttpClientTransport::from_config(config);
                 let running = ().serve(transport).await.map_err(|err| {

@@ -23,6 +23,7 @@ mod sqlite_budget;
 mod sqlite_budget_writer;
 mod sqlite_writer;
 pub mod verify_dir;
+mod wal;
 
 use jiff::Timestamp;
 use portcullis_budget::threshold::AlertTier;

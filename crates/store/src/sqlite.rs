@@ -14,13 +14,14 @@ use portcullis_budget::{
 };
 use portcullis_core::{Clock, Event};
 use portcullis_ledger::{BodyTemplate, LedgerRecord, decode_record, verify_checkpoint};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::error::{BackendError, CorruptError, StoreError, sqlite_error};
 use crate::files::{DB_FILE, ensure_data_dir, ensure_private_file, load_or_create_node_key};
 use crate::sqlite_budget::SqliteBudgets;
 use crate::sqlite_writer::{self, Command, DEFAULT_MAX_BATCH, Writer, WriterState, refused};
+use crate::wal::{Checkpointer, Durability, open_connection};
 use crate::{AppendReceipt, MAX_PAGE, PolicyRecordKind, Store, StoredAgent, schema};
 
 /// Tuning of the SQLite store. See [`SqliteOptions::new`] for the defaults.
@@ -56,6 +57,7 @@ pub struct SqliteStore {
     clock: Arc<dyn Clock>,
     commands: Option<Sender<Command>>,
     writer: Option<JoinHandle<()>>,
+    checkpointer: Checkpointer,
     reader: Arc<Mutex<Connection>>,
     budgets: SqliteBudgets,
 }
@@ -78,7 +80,7 @@ impl SqliteStore {
         let key = load_or_create_node_key(data_dir)?;
         let db_path = data_dir.join(DB_FILE);
         ensure_private_file(&db_path)?;
-        let mut conn = open_connection(&db_path)?;
+        let mut conn = open_connection(&db_path, Durability::Full)?;
         schema::migrate(&mut conn)?;
         for suffix in ["-wal", "-shm"] {
             let mut side = db_path.clone().into_os_string();
@@ -87,7 +89,11 @@ impl SqliteStore {
                 ensure_private_file(Path::new(&side))?;
             }
         }
-        let reader = open_connection(&db_path)?;
+        let reader = open_connection(&db_path, Durability::Full)?;
+        let checkpointer = Checkpointer::start(
+            "portcullis-ledger-wal",
+            open_connection(&db_path, Durability::Full)?,
+        )?;
         let budgets = SqliteBudgets::open(data_dir)?;
 
         let (head_seq, head_hash) = read_head(&conn)?;
@@ -121,6 +127,7 @@ impl SqliteStore {
             clock,
             commands: Some(commands),
             writer: Some(handle),
+            checkpointer,
             reader: Arc::new(Mutex::new(reader)),
             budgets,
         })
@@ -162,6 +169,7 @@ impl Drop for SqliteStore {
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }
+        self.checkpointer.stop();
     }
 }
 
@@ -388,27 +396,6 @@ impl Store for SqliteStore {
 
 const AGENT_COLUMNS: &str = "SELECT id, token_sha256, roles, tags, project, allow, \
                              may_assert_identity, created_at, catalog FROM agents";
-
-/// Opens a read-write connection with the durability settings every connection needs.
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(sqlite_error("open database"))?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(sqlite_error("set busy timeout"))?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(sqlite_error("enable wal"))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Unavailable(BackendError::bare(
-            "database refused wal journal mode",
-        )));
-    }
-    // INVARIANT (durable-before-ack): FULL syncs the WAL on every commit, so an acknowledged
-    // append survives a kill or a power cut.
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-        .map_err(sqlite_error("set pragmas"))?;
-    Ok(conn)
-}
 
 fn read_head(conn: &Connection) -> Result<(u64, [u8; 32]), StoreError> {
     let head = conn

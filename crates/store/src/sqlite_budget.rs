@@ -6,16 +6,16 @@
 //! change is queued to the writer in the order it was applied (the queue is fed under the same
 //! lock) and the caller is answered once the transaction holding it committed.
 //!
-//! Durability: WAL with `synchronous = NORMAL`. A committed transaction is in the WAL file
-//! before the caller hears back, so it survives SIGKILL of the process; an OS crash or power cut
-//! can lose the last moments of commits (the WAL is synced at checkpoints), which at worst
-//! forgets recent spend and reservations. The ledger keeps `FULL`.
+//! Durability: [`Durability::Normal`]. A committed transaction is in the WAL file before the
+//! caller hears back, so it survives SIGKILL of the process; an OS crash or power cut can lose
+//! the last moments of commits (the WAL is synced at checkpoints), which at worst forgets recent
+//! spend and reservations. The ledger keeps [`Durability::Full`]. WAL checkpoints run on a
+//! thread of their own ([`crate::wal`]).
 
 use std::path::Path;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -23,13 +23,14 @@ use portcullis_budget::{
     AccountSnapshot, Amounts, Book, BookError, BudgetMode, Change, Hold, LineUsage, Meter,
     Reservation, ReservationId, ReserveOutcome, Settlement, Unit, threshold::AlertTier,
 };
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::error::{BackendError, CorruptError, StoreError, sqlite_error};
 use crate::files::{BUDGET_DB_FILE, ensure_private_file};
 use crate::schema;
 use crate::sqlite_budget_writer::{self, Write};
+use crate::wal::{Checkpointer, Durability, open_connection};
 
 /// The budget half of [`crate::SqliteStore`].
 #[derive(Debug)]
@@ -37,6 +38,7 @@ pub(crate) struct SqliteBudgets {
     book: Mutex<Book>,
     writes: Option<Sender<Write>>,
     writer: Option<JoinHandle<()>>,
+    checkpointer: Checkpointer,
 }
 
 impl SqliteBudgets {
@@ -46,7 +48,7 @@ impl SqliteBudgets {
     pub(crate) fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join(BUDGET_DB_FILE);
         ensure_private_file(&path)?;
-        let mut conn = open_connection(&path)?;
+        let mut conn = open_connection(&path, Durability::Normal)?;
         schema::migrate_with(&mut conn, schema::BUDGET_MIGRATIONS)?;
         for suffix in ["-wal", "-shm"] {
             let mut side = path.clone().into_os_string();
@@ -56,6 +58,10 @@ impl SqliteBudgets {
             }
         }
         let book = load(&mut conn)?;
+        let checkpointer = Checkpointer::start(
+            "portcullis-budget-wal",
+            open_connection(&path, Durability::Normal)?,
+        )?;
         let (writes, receiver) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("portcullis-budget-writer".to_owned())
@@ -67,6 +73,7 @@ impl SqliteBudgets {
             book: Mutex::new(book),
             writes: Some(writes),
             writer: Some(writer),
+            checkpointer,
         })
     }
 
@@ -254,6 +261,7 @@ impl Drop for SqliteBudgets {
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
         }
+        self.checkpointer.stop();
     }
 }
 
@@ -268,28 +276,6 @@ fn book_error(err: BookError) -> StoreError {
 
 fn writer_stopped() -> StoreError {
     StoreError::Unavailable(BackendError::bare("budget writer stopped"))
-}
-
-/// Opens `budgets.db` with WAL and `synchronous = NORMAL` (see the module docs).
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn =
-        Connection::open_with_flags(path, flags).map_err(sqlite_error("open budget database"))?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(sqlite_error("set busy timeout"))?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-        .map_err(sqlite_error("enable wal"))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Unavailable(BackendError::bare(
-            "budget database refused wal journal mode",
-        )));
-    }
-    // INVARIANT (committed-before-ack): NORMAL in WAL mode writes every commit to the WAL file
-    // before it returns; only the fsync waits for a checkpoint.
-    conn.execute_batch("PRAGMA synchronous = NORMAL;")
-        .map_err(sqlite_error("set pragmas"))?;
-    Ok(conn)
 }
 
 /// Bumps the open counter (the reservation id epoch) and rebuilds the book.

@@ -169,39 +169,11 @@ impl McpHandler {
             .await;
             return Err(unknown_prompt());
         };
-        if !self
-            .gate_content(caller, &upstream, &exposed, ingress_key)
-            .await
-        {
-            self.content_event(
-                caller,
-                "prompt.get",
-                Some(upstream.name()),
-                &exposed,
-                Decision::Deny,
-                "policy_denied",
-            )
-            .await;
-            return Err(unknown_prompt());
-        }
         params.name = name;
-        let result = match upstream.get_prompt(params).await {
-            Ok(result) => result,
-            Err(err) => {
-                self.content_event(
-                    caller,
-                    "prompt.get",
-                    Some(upstream.name()),
-                    &exposed,
-                    Decision::Deny,
-                    err.reason(),
-                )
-                .await;
-                return Err(upstream_error(self, &err));
-            }
-        };
-        self.finish_content(caller, "prompt.get", &upstream, &exposed, result)
+        let fetch = upstream.get_prompt(params);
+        self.fetch_content(caller, "prompt.get", &upstream, &exposed, fetch)
             .await
+            .map_err(|err| err.unwrap_or_else(unknown_prompt))
     }
 
     pub(super) async fn list_resources_for(&self, caller: &Caller) -> ListResourcesResult {
@@ -293,46 +265,62 @@ impl McpHandler {
             .await;
             return Err(unknown_resource());
         };
-        if !self
-            .gate_content(caller, &upstream, &uri, ingress_key)
+        let fetch = upstream.read_resource(params);
+        self.fetch_content(caller, "resource.read", &upstream, &uri, fetch)
             .await
-        {
+            .map_err(|err| match err {
+                // An unknown URI answers like an unreadable one, whoever says so.
+                Some(data)
+                    if data.code != RpcCode::RESOURCE_NOT_FOUND
+                        && data.code != RpcCode::INVALID_PARAMS =>
+                {
+                    data
+                }
+                _ => unknown_resource(),
+            })
+    }
+
+    /// Gate in, `fetch` from `upstream`, then [`Self::finish_content`]; each refusal is a `kind`
+    /// event. `Err(None)` is a refusal by policy, which the caller answers like an item that
+    /// does not exist; `Err(Some(_))` is the answer to an upstream or gate-out failure.
+    async fn fetch_content<T>(
+        &self,
+        caller: &Caller,
+        kind: &'static str,
+        upstream: &Upstream,
+        exposed: &str,
+        fetch: impl Future<Output = Result<T, portcullis_mcp::UpstreamError>>,
+    ) -> Result<T, Option<ErrorData>>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let refused = |reason| {
             self.content_event(
                 caller,
-                "resource.read",
+                kind,
                 Some(upstream.name()),
-                &uri,
+                exposed,
                 Decision::Deny,
-                "policy_denied",
+                reason,
             )
-            .await;
-            return Err(unknown_resource());
-        }
-        let result = match upstream.read_resource(params).await {
-            Ok(result) => result,
-            Err(err) => {
-                self.content_event(
-                    caller,
-                    "resource.read",
-                    Some(upstream.name()),
-                    &uri,
-                    Decision::Deny,
-                    err.reason(),
-                )
-                .await;
-                return Err(match upstream_error(self, &err) {
-                    // An unknown URI answers like an unreadable one, whoever says so.
-                    data if data.code == RpcCode::RESOURCE_NOT_FOUND
-                        || data.code == RpcCode::INVALID_PARAMS =>
-                    {
-                        unknown_resource()
-                    }
-                    data => data,
-                });
-            }
         };
-        self.finish_content(caller, "resource.read", &upstream, &uri, result)
+        if !self
+            .gate_content(caller, upstream, exposed, ingress_key)
             .await
+        {
+            refused("policy_denied").await;
+            return Err(None);
+        }
+        match fetch.await {
+            Ok(result) => self
+                .finish_content(caller, kind, upstream, exposed, result)
+                .await
+                .map_err(Some),
+            Err(err) => {
+                refused(err.reason()).await;
+                Err(Some(upstream_error(self, &err)))
+            }
+        }
     }
 
     /// The pipeline's gate for content of `upstream` (with events).
