@@ -218,13 +218,18 @@ pub fn validate(config: &Config, issue: &mut dyn FnMut(String, String)) {
                 }
             }
             (None, Some(http)) => {
-                let valid = (http.url.starts_with("http://") || http.url.starts_with("https://"))
-                    && http.url.parse::<axum::http::Uri>().is_ok();
-                if !valid {
+                if http.url.starts_with("https://") {
+                    // Refused rather than accepted and never reachable: the MCP client is built
+                    // without TLS.
                     issue(
                         at("http.url"),
-                        format!("`{}` is not an http(s) URL", http.url),
+                        "HTTPS upstreams are not supported yet; use http:// on loopback or stdio"
+                            .into(),
                     );
+                } else if !(http.url.starts_with("http://")
+                    && http.url.parse::<axum::http::Uri>().is_ok())
+                {
+                    issue(at("http.url"), format!("`{}` is not an http URL", http.url));
                 }
                 for header in http.headers_from_secrets.keys() {
                     if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {

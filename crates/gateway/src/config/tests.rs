@@ -280,3 +280,24 @@ fn cluster_section_errors_name_their_key() {
         "printable ASCII",
     );
 }
+
+#[test]
+fn upstream_urls_are_plain_http() {
+    let upstream =
+        |url: &str| format!("[[upstreams]]\nname = \"u\"\n[upstreams.http]\nurl = \"{url}\"\n");
+    check_err(
+        &upstream("https://tools.example/mcp"),
+        &[],
+        "upstreams[0].http.url",
+        Some(4),
+        "HTTPS upstreams are not supported yet",
+    );
+    check_err(
+        &upstream("ftp://tools.example/mcp"),
+        &[],
+        "upstreams[0].http.url",
+        Some(4),
+        "is not an http URL",
+    );
+    assert!(load_str(&upstream("http://127.0.0.1:9/mcp"), "test.toml", &env(&[])).is_ok());
+}
