@@ -15,6 +15,7 @@
 //! - seqs are dense from 1; one writer thread assigns them, so there is no second writer.
 //! - The data dir is created 0700 and every file in it 0600; permissions are never widened.
 
+mod agent_cache;
 pub mod error;
 mod files;
 mod schema;

@@ -17,6 +17,7 @@ use portcullis_ledger::{BodyTemplate, LedgerRecord, decode_record, verify_checkp
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use crate::agent_cache::AgentCache;
 use crate::error::{BackendError, CorruptError, StoreError, sqlite_error};
 use crate::files::{DB_FILE, ensure_data_dir, ensure_private_file, load_or_create_node_key};
 use crate::sqlite_budget::SqliteBudgets;
@@ -59,6 +60,7 @@ pub struct SqliteStore {
     writer: Option<JoinHandle<()>>,
     checkpointer: Checkpointer,
     reader: Arc<Mutex<Connection>>,
+    agents: AgentCache,
     budgets: SqliteBudgets,
 }
 
@@ -129,6 +131,7 @@ impl SqliteStore {
             writer: Some(handle),
             checkpointer,
             reader: Arc::new(Mutex::new(reader)),
+            agents: AgentCache::default(),
             budgets,
         })
     }
@@ -231,27 +234,41 @@ impl Store for SqliteStore {
     }
 
     async fn delete_agent(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_owned();
-        self.call(|reply| Command::DeleteAgent { id, reply }).await
+        let deleted = {
+            let id = id.to_owned();
+            self.call(|reply| Command::DeleteAgent { id, reply }).await
+        };
+        // Also after a failed delete: whether it committed is not known.
+        self.agents.forget(id);
+        deleted
     }
 
     async fn agent_by_token_hash(
         &self,
         token_sha256: [u8; 32],
     ) -> Result<Option<StoredAgent>, StoreError> {
-        self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(&format!("{AGENT_COLUMNS} WHERE token_sha256 = ?1"))
-                .map_err(sqlite_error("prepare agent lookup"))?;
-            let mut rows = stmt
-                .query([token_sha256.as_slice()])
-                .map_err(sqlite_error("look up agent"))?;
-            match rows.next().map_err(sqlite_error("look up agent"))? {
-                Some(row) => agent_from_row(row).map(Some),
-                None => Ok(None),
-            }
-        })
-        .await
+        let generation = match self.agents.get(&token_sha256) {
+            Ok(agent) => return Ok(Some(agent)),
+            Err(generation) => generation,
+        };
+        let found = self
+            .read(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(&format!("{AGENT_COLUMNS} WHERE token_sha256 = ?1"))
+                    .map_err(sqlite_error("prepare agent lookup"))?;
+                let mut rows = stmt
+                    .query([token_sha256.as_slice()])
+                    .map_err(sqlite_error("look up agent"))?;
+                match rows.next().map_err(sqlite_error("look up agent"))? {
+                    Some(row) => agent_from_row(row).map(Some),
+                    None => Ok(None),
+                }
+            })
+            .await?;
+        if let Some(agent) = &found {
+            self.agents.remember(generation, agent);
+        }
+        Ok(found)
     }
 
     async fn list_agents(&self) -> Result<Vec<StoredAgent>, StoreError> {
