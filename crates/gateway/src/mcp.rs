@@ -658,8 +658,9 @@ impl McpHandler {
                 return Ok(tool_error(code, err.reason(), code.message()));
             }
         };
-        // Gate out, then redaction of everything that goes back. The gate-out decision and the
-        // call's event are recorded together (one group commit); either failing refuses.
+        // Gate out, then redaction of everything that goes back. The gate-out decision is
+        // recorded together with the call's event (one group commit); on an allow, either failing
+        // refuses.
         let gate_out = GateKey::parse(&format!("io:egress:tools.{}", tool.upstream))
             .ok()
             .map(|egress| {
@@ -672,10 +673,20 @@ impl McpHandler {
                     &caller.correlation,
                 )
             });
-        if let Some(denied) = gate_out.as_ref().filter(|d| d.refusal().is_some()) {
-            let _ = denied.record(state).await;
-            self.ledger(caller, &record, Decision::Deny, "policy_denied", started)
-                .await;
+        let (gate_out, record) = (&gate_out, &record);
+        let finish = |decision, reason| async move {
+            let gate = async {
+                match gate_out {
+                    Some(decided) => decided.record(state).await.is_ok(),
+                    None => true,
+                }
+            };
+            let (gate, call) =
+                tokio::join!(gate, self.ledger(caller, record, decision, reason, started));
+            gate && call
+        };
+        if gate_out.as_ref().is_some_and(|d| d.refusal().is_some()) {
+            finish(Decision::Deny, "policy_denied").await;
             return Ok(tool_error(
                 ErrorCode::PolicyDenied,
                 "policy_denied",
@@ -683,34 +694,14 @@ impl McpHandler {
             ));
         }
         let Some(result) = self.redact_result(result) else {
-            if let Some(decided) = &gate_out {
-                let _ = decided.record(state).await;
-            }
-            self.ledger(
-                caller,
-                &record,
-                Decision::Deny,
-                "result_unscannable",
-                started,
-            )
-            .await;
+            finish(Decision::Deny, "result_unscannable").await;
             return Ok(tool_error(
                 ErrorCode::Internal,
                 "result_unscannable",
                 ErrorCode::Internal.message(),
             ));
         };
-        let record_gate_out = async {
-            match &gate_out {
-                Some(decided) => decided.record(state).await.is_ok(),
-                None => true,
-            }
-        };
-        let (gate_recorded, call_recorded) = tokio::join!(
-            record_gate_out,
-            self.ledger(caller, &record, Decision::Allow, "ok", started)
-        );
-        if !(gate_recorded && call_recorded) {
+        if !finish(Decision::Allow, "ok").await {
             return Ok(tool_error(
                 ErrorCode::StoreUnavailable,
                 "store_unavailable",
