@@ -673,7 +673,9 @@ impl McpHandler {
                     &caller.correlation,
                 )
             });
-        let (gate_out, record) = (&gate_out, &record);
+        let gate_out_denied = gate_out.as_ref().is_some_and(|d| !d.explanation.is_allow());
+        let record = &record;
+        // Called once, on whichever path ends the call.
         let finish = |decision, reason| async move {
             let gate = async {
                 match gate_out {
@@ -685,7 +687,7 @@ impl McpHandler {
                 tokio::join!(gate, self.ledger(caller, record, decision, reason, started));
             gate && call
         };
-        if gate_out.as_ref().is_some_and(|d| d.refusal().is_some()) {
+        if gate_out_denied {
             finish(Decision::Deny, "policy_denied").await;
             return Ok(tool_error(
                 ErrorCode::PolicyDenied,

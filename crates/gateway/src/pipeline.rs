@@ -110,13 +110,9 @@ pub async fn gate(
     context: RequestContext,
     correlation: &CorrelationId,
 ) -> Result<Explanation, ApiError> {
-    let decided = decide(state, identified, action, resource, context, correlation);
-    let denied = decided.refusal();
-    let recorded = decided.record(state).await;
-    match denied {
-        Some(err) => Err(err),
-        None => recorded.map(|()| decided.explanation),
-    }
+    decide(state, identified, action, resource, context, correlation)
+        .record(state)
+        .await
 }
 
 /// [`gate`] for several keys that must all allow, decided in order up to the first deny. The
@@ -138,10 +134,10 @@ pub async fn gate_all(
             break;
         }
     }
-    let recorded = futures::future::join_all(decided.iter().map(|d| d.record(state))).await;
+    let recorded = futures::future::join_all(decided.into_iter().map(|d| d.record(state))).await;
     match denied {
         Some(err) => Err(err),
-        None => recorded.into_iter().collect(),
+        None => recorded.into_iter().try_for_each(|r| r.map(drop)),
     }
 }
 
@@ -189,14 +185,18 @@ impl Decided {
         })
     }
 
-    /// Appends the decision's event. An allow that cannot be recorded is `store_unavailable`
-    /// (fail closed); a deny's failed append is only logged, the request is refused anyway.
-    pub async fn record(&self, state: &AppState) -> Result<(), ApiError> {
-        let appended = state.events.emit(self.event.clone()).await;
-        if self.explanation.is_allow() {
-            appended.map_err(|_| ApiError::new(ErrorCode::StoreUnavailable))?;
+    /// Appends the decision's event and answers the gate's outcome: the explanation for an allow,
+    /// `store_unavailable` for an allow that cannot be recorded (fail closed), the refusal for a
+    /// deny (whose failed append is only logged: the request is refused anyway).
+    pub async fn record(self, state: &AppState) -> Result<Explanation, ApiError> {
+        let refusal = self.refusal();
+        let appended = state.events.emit(self.event).await;
+        match refusal {
+            Some(err) => Err(err),
+            None => appended
+                .map(|_| self.explanation)
+                .map_err(|_| ApiError::new(ErrorCode::StoreUnavailable)),
         }
-        Ok(())
     }
 }
 

@@ -22,7 +22,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::{BackendError, StoreError, sqlite_error};
 
 /// How often the checkpointer copies the WAL into the database.
-pub(crate) const INTERVAL: Duration = Duration::from_millis(200);
+const INTERVAL: Duration = Duration::from_millis(200);
 
 /// When a commit reaches the disk.
 #[derive(Debug, Clone, Copy)]
