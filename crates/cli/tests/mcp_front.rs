@@ -438,7 +438,17 @@ async fn prompts_and_resources_follow_the_upstreams_ingress_key() {
     let dir = tempfile::tempdir().unwrap();
     let gateway = start(dir.path(), "open", ", \"--conformance\"").await;
     wait_for_tools(&gateway).await;
-    let reader = create_agent(&gateway, "reader", &["tools:call:fx.add", "io:*"]).await;
+    let reader = create_agent(
+        &gateway,
+        "reader",
+        &[
+            "tools:call:fx.add",
+            "tools:prompt:fx.*",
+            "tools:resource:fx",
+            "io:*",
+        ],
+    )
+    .await;
     let outsider = create_agent(&gateway, "outsider", &["io:ingress:tools.other"]).await;
     let reader = client(&gateway, &reader).await;
     let outsider = client(&gateway, &outsider).await;

@@ -18,7 +18,7 @@ use portcullis_core::request::RequestContext;
 use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, GateKey};
 use portcullis_mcp::{
     ArgumentRules, Backoff, Catalog, CatalogTool, Drift, Pin, PinMode, PrefixMode, Redactor,
-    TransportSpec, Upstream, UpstreamError, UpstreamSpec,
+    TransportSpec, Upstream, UpstreamSpec,
 };
 use portcullis_store::PolicyRecordKind;
 use rmcp::model::{
@@ -43,6 +43,7 @@ use crate::secrets::Secrets;
 
 pub mod admin;
 pub mod broker;
+mod call;
 mod content;
 
 /// The message of the one error both a missing and a denied tool answer with.
@@ -55,6 +56,9 @@ pub struct McpRuntime {
     prefix: PrefixMode,
     pin_mode: PinMode,
     rules: ArgumentRules,
+    risk: portcullis_mcp::RiskTiers,
+    /// Each upstream's sanitizers for arguments and results (`[upstreams.pii]`).
+    pii: BTreeMap<String, Arc<UpstreamPii>>,
     redactor: Arc<Redactor>,
     /// The last tool listing of each upstream (kept while it is down, so calls fail with
     /// `upstream_failed` rather than as unknown tools).
@@ -75,6 +79,12 @@ pub enum McpStartError {
     Rules(#[from] portcullis_mcp::rules::RuleError),
     #[error("the secret redactor could not be built: {0}")]
     Redactor(#[from] portcullis_mcp::redact::RedactError),
+    #[error("tools.risk: {0}")]
+    Risk(#[from] portcullis_mcp::RiskError),
+    #[error("pii.key_secret: {0}")]
+    PiiKey(crate::secrets::SecretsError),
+    #[error("upstreams.pii: {0}")]
+    Sanitizer(#[from] portcullis_sanitize::ConfigError),
     #[error("cannot read stored tool pins: {0}")]
     Store(#[from] portcullis_store::StoreError),
     #[error("stored tool pin `{0}` is not valid JSON")]
@@ -89,6 +99,8 @@ impl McpRuntime {
             prefix: PrefixMode::Always,
             pin_mode: PinMode::Strict,
             rules: ArgumentRules::default(),
+            risk: portcullis_mcp::RiskTiers::default(),
+            pii: BTreeMap::new(),
             redactor: Arc::new(Redactor::new(Vec::<String>::new()).unwrap_or_else(|_| {
                 // INVARIANT (redactor-builds): an empty matcher with the built-in detectors
                 // always builds; this branch is unreachable in practice.
@@ -109,6 +121,27 @@ impl McpRuntime {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, McpStartError> {
         let rules = ArgumentRules::compile(&rule_specs(&config.tools))?;
+        let risk =
+            portcullis_mcp::RiskTiers::compile(&crate::config::mcp::risk_specs(&config.tools))?;
+        let key = crate::secrets::pii_key(secrets, config.pii.key_secret.as_deref())
+            .map_err(McpStartError::PiiKey)?;
+        let mut pii = BTreeMap::new();
+        for upstream in config.upstreams.iter().filter(|u| u.enabled) {
+            let sanitizers = UpstreamPii {
+                arguments: portcullis_sanitize::Sanitizer::new(
+                    upstream.pii.arguments_config(&config.pii),
+                    &key,
+                )?,
+                results: portcullis_sanitize::Sanitizer::new(
+                    upstream.pii.results_config(&config.pii),
+                    &key,
+                )?,
+            };
+            pii.insert(upstream.name.clone(), Arc::new(sanitizers));
+        }
+        for warning in crate::config::mcp::rule_warnings(config) {
+            tracing::warn!("{warning}");
+        }
         let values: Vec<String> = secrets
             .names()
             .filter_map(|name| secrets.get(name).map(|v| v.expose().to_owned()))
@@ -186,6 +219,8 @@ impl McpRuntime {
                 PinModeConfig::Open => PinMode::Open,
             },
             rules,
+            risk,
+            pii,
             redactor,
             listings: Mutex::new(BTreeMap::new()),
             pins: Mutex::new(pins),
@@ -225,6 +260,13 @@ impl McpRuntime {
     pub async fn pins(&self) -> BTreeMap<String, Pin> {
         self.pins.lock().await.clone()
     }
+}
+
+/// One upstream's sanitizers: for the arguments it receives and the results it answers.
+#[derive(Debug)]
+pub struct UpstreamPii {
+    pub arguments: portcullis_sanitize::Sanitizer,
+    pub results: portcullis_sanitize::Sanitizer,
 }
 
 fn unreachable_redactor() -> Redactor {
@@ -520,7 +562,7 @@ impl McpHandler {
         };
         [ingress, tool.gate_key.clone()]
             .into_iter()
-            .all(|action| self.may(caller, action, &tool.id))
+            .all(|action| self.may(caller, action, &tool.pin_key))
     }
 
     /// Whether policy allows `action` on `resource` for the caller: a dry run (no event, no
@@ -540,177 +582,6 @@ impl McpHandler {
             self.state.clock.now(),
         )
         .is_allow()
-    }
-
-    async fn call(
-        &self,
-        caller: &Caller,
-        params: CallToolRequestParams,
-    ) -> Result<CallToolResult, ErrorData> {
-        let state = &self.state;
-        let started = tokio::time::Instant::now();
-        let arguments = serde_json::Value::Object(params.arguments.clone().unwrap_or_default());
-        let mut record = CallRecord {
-            tool: params.name.to_string(),
-            arguments_sha256: portcullis_mcp::shape::arguments_hash(&arguments),
-            arguments_shape: portcullis_mcp::shape::arguments_shape(&arguments),
-            upstream: None,
-        };
-        let mut catalog = state.mcp.catalog();
-        if catalog.is_empty() {
-            catalog = refresh(state).await;
-        }
-        let Some(tool) = catalog.get(&params.name).cloned() else {
-            self.ledger(caller, &record, Decision::Deny, "tool_unknown", started)
-                .await;
-            return Err(unknown_tool());
-        };
-        record.upstream = Some(tool.upstream.clone());
-        if !tool.is_available(state.mcp.pin_mode) {
-            let reason = match tool.state {
-                portcullis_mcp::PinState::Unpinned => "tool_unpinned",
-                _ => "tool_quarantined",
-            };
-            self.ledger(caller, &record, Decision::Deny, reason, started)
-                .await;
-            return Err(unknown_tool());
-        }
-        // Gate in: the upstream's ingress key, then the tool's key (recorded in one commit).
-        let ingress = GateKey::parse(&format!("io:ingress:tools.{}", tool.upstream))
-            .map_err(|_| unknown_tool())?;
-        let gates = [ingress, tool.gate_key.clone()]
-            .map(|action| (action, tool.id.clone(), RequestContext::default()));
-        if crate::pipeline::gate_all(state, &caller.identified, gates, &caller.correlation)
-            .await
-            .is_err()
-        {
-            self.ledger(caller, &record, Decision::Deny, "policy_denied", started)
-                .await;
-            return Err(unknown_tool());
-        }
-        // Validate: the pinned schema, then the argument rules.
-        let validated = match &tool.validator {
-            Some(validator) => portcullis_mcp::rules::check_schema(validator, &arguments),
-            None => Ok(()),
-        }
-        .and_then(|()| state.mcp.rules.check(&tool.id, &arguments));
-        if let Err(violation) = validated {
-            self.ledger(caller, &record, Decision::Deny, violation.reason, started)
-                .await;
-            let code = portcullis_mcp::REASONS
-                .iter()
-                .find(|info| info.code == violation.reason)
-                .map_or(ErrorCode::PolicyDenied, |info| info.maps_to);
-            return Ok(tool_error(code, violation.reason, &violation.message()));
-        }
-        // Limit: rate limits (and budgets) through the pipeline's limit stage.
-        let metered = crate::pipeline::Metered::Tool {
-            name: tool.pin_key.clone(),
-        };
-        let grant =
-            match crate::pipeline::limit(state, &caller.identified, &metered, &caller.correlation)
-                .await
-            {
-                Ok(grant) => grant,
-                Err(err) => {
-                    self.ledger(caller, &record, Decision::Deny, err.code.as_str(), started)
-                        .await;
-                    return Ok(tool_error(err.code, err.code.as_str(), err.code.message()));
-                }
-            };
-        // Execute.
-        let Some(upstream) = state.mcp.upstream(&tool.upstream) else {
-            crate::pipeline::release(state, grant, &caller.correlation).await;
-            return Err(unknown_tool());
-        };
-        let outcome = upstream
-            .call_tool(&tool.name, params.arguments.clone())
-            .await;
-        match &outcome {
-            Ok(_) => {
-                crate::pipeline::settle(
-                    state,
-                    grant,
-                    &crate::pipeline::Actual::Tool,
-                    &caller.correlation,
-                )
-                .await;
-            }
-            Err(_) => crate::pipeline::release(state, grant, &caller.correlation).await,
-        }
-        let result = match outcome {
-            Ok(result) => result,
-            Err(err) => {
-                let code = match err {
-                    UpstreamError::Timeout(_) => ErrorCode::UpstreamTimeout,
-                    UpstreamError::Down(_) | UpstreamError::Failed { .. } => {
-                        ErrorCode::UpstreamFailed
-                    }
-                };
-                let detail = state
-                    .mcp
-                    .redactor
-                    .redact_str(&err.to_string())
-                    .map_or_else(|_| "[unscannable]".to_owned(), std::borrow::Cow::into_owned);
-                tracing::warn!(correlation = %caller.correlation, error = %detail, "upstream call failed");
-                self.ledger(caller, &record, Decision::Deny, err.reason(), started)
-                    .await;
-                return Ok(tool_error(code, err.reason(), code.message()));
-            }
-        };
-        // Gate out, then redaction of everything that goes back. The gate-out decision is
-        // recorded together with the call's event (one group commit); on an allow, either failing
-        // refuses.
-        let gate_out = GateKey::parse(&format!("io:egress:tools.{}", tool.upstream))
-            .ok()
-            .map(|egress| {
-                crate::pipeline::decide(
-                    state,
-                    &caller.identified,
-                    egress,
-                    tool.id.clone(),
-                    RequestContext::default(),
-                    &caller.correlation,
-                )
-            });
-        let gate_out_denied = gate_out.as_ref().is_some_and(|d| !d.explanation.is_allow());
-        let record = &record;
-        // Called once, on whichever path ends the call.
-        let finish = |decision, reason| async move {
-            let gate = async {
-                match gate_out {
-                    Some(decided) => decided.record(state).await.is_ok(),
-                    None => true,
-                }
-            };
-            let (gate, call) =
-                tokio::join!(gate, self.ledger(caller, record, decision, reason, started));
-            gate && call
-        };
-        if gate_out_denied {
-            finish(Decision::Deny, "policy_denied").await;
-            return Ok(tool_error(
-                ErrorCode::PolicyDenied,
-                "policy_denied",
-                ErrorCode::PolicyDenied.message(),
-            ));
-        }
-        let Some(result) = self.redact_result(result) else {
-            finish(Decision::Deny, "result_unscannable").await;
-            return Ok(tool_error(
-                ErrorCode::Internal,
-                "result_unscannable",
-                ErrorCode::Internal.message(),
-            ));
-        };
-        if !finish(Decision::Allow, "ok").await {
-            return Ok(tool_error(
-                ErrorCode::StoreUnavailable,
-                "store_unavailable",
-                ErrorCode::StoreUnavailable.message(),
-            ));
-        }
-        Ok(result)
     }
 
     /// A meta-catalog agent's call: one of the broker verbs, nothing else.
@@ -764,59 +635,6 @@ impl McpHandler {
             }
         }
     }
-
-    /// Secrets out of the result: configured values and known formats. `None` when the result
-    /// cannot be proven clean.
-    fn redact_result(&self, result: CallToolResult) -> Option<CallToolResult> {
-        let mut value = serde_json::to_value(&result).ok()?;
-        self.state.secrets.redact_json(&mut value);
-        self.state.mcp.redactor.redact_value(&mut value).ok()?;
-        serde_json::from_value(value).ok()
-    }
-
-    /// The `tool.call` ledger event; returns whether it was recorded.
-    async fn ledger(
-        &self,
-        caller: &Caller,
-        record: &CallRecord,
-        decision: Decision,
-        reason: &str,
-        started: tokio::time::Instant,
-    ) -> bool {
-        let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let tool = self
-            .state
-            .mcp
-            .redactor
-            .redact_str(&record.tool)
-            .map_or_else(|_| "[unscannable]".to_owned(), std::borrow::Cow::into_owned);
-        let event = Event::new("tool.call", decision, reason)
-            .subject(caller.identified.agent.id.clone())
-            .correlation(caller.correlation.as_str())
-            .data(serde_json::json!({
-                "tool": tool,
-                "upstream": record.upstream,
-                "latency_us": latency_us,
-                "arguments_sha256": record.arguments_sha256,
-                "arguments_shape": record.arguments_shape,
-            }));
-        self.state.metrics.increment(
-            "portcullis_tool_calls_total",
-            &[
-                ("decision", decision.as_str().to_owned()),
-                ("reason", reason.to_owned()),
-            ],
-        );
-        self.state.events.emit(event).await.is_ok()
-    }
-}
-
-/// What the ledger keeps of one call: never argument values.
-struct CallRecord {
-    tool: String,
-    arguments_sha256: String,
-    arguments_shape: serde_json::Value,
-    upstream: Option<String>,
 }
 
 impl ServerHandler for McpHandler {

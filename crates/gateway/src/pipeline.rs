@@ -29,6 +29,7 @@
 
 mod budget;
 mod limit;
+pub mod road;
 
 pub use budget::{EXPIRY_INTERVAL, expire_reservations, release_expired};
 pub use limit::{Actual, Grant, Metered, limit, release, settle};

@@ -242,6 +242,19 @@ impl Secrets {
     }
 }
 
+/// The key that keeps synthetic values and hashes stable: the value of the secret `key_secret`
+/// names (`[pii] key_secret`), else a random key for this process.
+pub fn pii_key(secrets: &Secrets, key_secret: Option<&str>) -> Result<Vec<u8>, SecretsError> {
+    match key_secret {
+        Some(name) => Ok(secrets.require(name)?.expose().as_bytes().to_vec()),
+        None => {
+            let mut key = vec![0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut key);
+            Ok(key)
+        }
+    }
+}
+
 /// Whether `name` is a valid secret name: 1-64 letters, digits, `_`, `-` or `.`.
 pub fn is_valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())

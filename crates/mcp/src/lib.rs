@@ -1,5 +1,6 @@
 //! The MCP adapter: upstream MCP servers behind supervisors, the catalog of their tools, tool
-//! pins (rug-pull defence), argument rules and secret redaction.
+//! pins (rug-pull defence), argument rules (tool and prompt arguments, resource URIs), risk tiers
+//! and secret redaction.
 //!
 //! An adapter: depends on the pure crates (`portcullis-core`, `portcullis-netpolicy` for host
 //! matching, `portcullis-sanitize` for secret formats) and on `rmcp`; never on the gateway,
@@ -15,12 +16,15 @@
 //!   strict mode. Pins cover the canonical JSON of name, title, description, inputSchema,
 //!   outputSchema and annotations.
 //! - A rule violation names the rule and the argument, never the value; the upstream is not
-//!   called.
+//!   called. Rules are keyed by upstream and the upstream's own names, never by exposed names,
+//!   and a rule check answers the arguments to forward: exactly what the rules saw.
+//! - Annotations only raise a tool's configured risk tier, never lower it.
 //! - [`redact::Redactor`] fails closed: a string it cannot scan is an error, never passed on.
 
 pub mod catalog;
 pub mod pin;
 pub mod redact;
+pub mod risk;
 pub mod rules;
 pub mod shape;
 pub mod upstream;
@@ -31,7 +35,8 @@ use portcullis_core::error::ReasonInfo;
 pub use catalog::{Catalog, CatalogTool, Drift, PinMode, PinState, PrefixMode};
 pub use pin::{FieldChange, Pin};
 pub use redact::{REDACTED, Redactor};
-pub use rules::{ArgumentRules, RuleKindSpec, RuleSpec, Violation};
+pub use risk::{RiskError, RiskSpec, RiskTiers};
+pub use rules::{ArgumentRules, Arguments, Blamed, Listed, RuleKindSpec, RuleSpec, Violation};
 pub use upstream::{Backoff, TransportSpec, Upstream, UpstreamError, UpstreamSpec, UpstreamStatus};
 
 /// Every reason code the MCP front records, for `docs/ERROR_CODES.md`.
@@ -105,5 +110,15 @@ pub const REASONS: &[ReasonInfo] = &[
         code: "result_unscannable",
         maps_to: ErrorCode::Internal,
         summary: "The upstream's answer could not be scanned for secrets, so it was withheld.",
+    },
+    ReasonInfo {
+        code: "arguments_unscannable",
+        maps_to: ErrorCode::Internal,
+        summary: "The arguments could not be scanned for secrets and personal data, so nothing was sent.",
+    },
+    ReasonInfo {
+        code: "uri_secret",
+        maps_to: ErrorCode::PolicyDenied,
+        summary: "A resource URI carried a secret; it was not sent to the upstream.",
     },
 ];

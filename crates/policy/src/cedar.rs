@@ -42,6 +42,8 @@ const SCHEMA_ENTITIES: &str = r#"  // Who acts: the agent authenticated by its t
   // What is acted on.
   entity Upstream;
   entity Tool in [Upstream];
+  entity Prompt in [Upstream];
+  entity Resource;
   entity Model;
   entity Host;
   entity Stream;
@@ -400,7 +402,7 @@ impl CedarLayer {
             vec![Entity::new(agent_uid.clone(), agent_attrs, Default::default()).ok()?];
 
         let mut resource_parents = std::collections::HashSet::new();
-        if entry.resource_type == "Tool"
+        if matches!(entry.resource_type, "Tool" | "Prompt")
             && let Some((upstream, _)) = resource_uid.id().unescaped().split_once('.')
         {
             let upstream_uid = EntityUid::from_type_name_and_id(

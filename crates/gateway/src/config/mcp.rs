@@ -1,12 +1,15 @@
-//! `[[upstreams]]` and `[tools]`: the MCP upstream registry, the catalog's naming and pin mode,
-//! and argument rules.
+//! `[[upstreams]]` and `[tools]`: the MCP upstream registry with each upstream's PII strategies,
+//! the catalog's naming and pin mode, argument rules and risk tiers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use portcullis_core::request::RiskTier;
+use portcullis_sanitize::{PiiConfig, Strategy, StrategyTable};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::config::llm::PiiSection;
 use crate::config::{Config, ConfigDuration};
 
 /// Most upstreams in one configuration.
@@ -36,6 +39,93 @@ pub struct UpstreamConfig {
     /// Calls in flight to this upstream at once (1-1024).
     #[serde(default = "default_max_concurrent")]
     pub max_concurrent: u32,
+    /// What the sanitizer does with personal data and secrets in this upstream's traffic.
+    #[serde(default)]
+    pub pii: UpstreamPiiConfig,
+}
+
+/// `[upstreams.pii]`: per-upstream sanitize strategies (docs/MCP.md). The limits and detectors
+/// are `[pii]`'s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamPiiConfig {
+    /// Strategies for tool and prompt arguments, before the upstream sees them.
+    pub arguments: UpstreamStrategies,
+    /// Strategies for tool results, prompts and resources, before the agent sees them.
+    pub results: UpstreamStrategies,
+}
+
+/// One strategy per entity type: `allow` (detected and counted in the record, passed on),
+/// `redact`, `synthetic` (restored in results for the same agent and session), `hash` or `block`
+/// (the call is refused, `pii_blocked`). Personal data defaults to `allow`; `secret` defaults to
+/// `redact` and may only be `redact`, `hash` or `block`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamStrategies {
+    #[schemars(with = "String")]
+    pub email: Strategy,
+    #[schemars(with = "String")]
+    pub phone: Strategy,
+    #[schemars(with = "String")]
+    pub credit_card: Strategy,
+    #[schemars(with = "String")]
+    pub us_ssn: Strategy,
+    #[schemars(with = "String")]
+    pub iban: Strategy,
+    #[schemars(with = "String")]
+    pub ip: Strategy,
+    /// Secret formats and configured secret values: agents never hand secrets to tools, and
+    /// tools never hand them to agents.
+    #[schemars(with = "String")]
+    pub secret: Strategy,
+}
+
+impl Default for UpstreamStrategies {
+    fn default() -> Self {
+        Self {
+            email: Strategy::Allow,
+            phone: Strategy::Allow,
+            credit_card: Strategy::Allow,
+            us_ssn: Strategy::Allow,
+            iban: Strategy::Allow,
+            ip: Strategy::Allow,
+            secret: Strategy::Redact,
+        }
+    }
+}
+
+impl UpstreamStrategies {
+    /// The sanitizer's strategy table.
+    pub fn table(&self) -> StrategyTable {
+        StrategyTable {
+            email: self.email,
+            phone: self.phone,
+            credit_card: self.credit_card,
+            us_ssn: self.us_ssn,
+            iban: self.iban,
+            ip: self.ip,
+            secret: self.secret,
+        }
+    }
+}
+
+impl UpstreamPiiConfig {
+    /// The sanitizer configuration for the upstream's arguments: `[pii]`'s limits and
+    /// detectors with this upstream's strategies.
+    pub fn arguments_config(&self, global: &PiiSection) -> PiiConfig {
+        PiiConfig {
+            strategies: self.arguments.table(),
+            ..global.sanitizer_config()
+        }
+    }
+
+    /// The sanitizer configuration for what the upstream answers.
+    pub fn results_config(&self, global: &PiiSection) -> PiiConfig {
+        PiiConfig {
+            strategies: self.results.table(),
+            ..global.sanitizer_config()
+        }
+    }
 }
 
 /// `[upstreams.stdio]`
@@ -80,6 +170,41 @@ pub struct ToolsConfig {
     pub pin_mode: PinModeConfig,
     /// Argument rules, checked after the pinned input schema, in order.
     pub rules: Vec<ArgumentRuleConfig>,
+    /// Risk tiers by tool pattern; a tool takes the highest tier of every entry that names it
+    /// (`low` when none does), raised by its MCP annotations.
+    pub risk: Vec<RiskRuleConfig>,
+}
+
+/// `[[tools.risk]]`
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RiskRuleConfig {
+    /// Tools as `<upstream>.<tool>` with the upstream's own tool name: exact, or a prefix
+    /// ending in `*` (`files.*`).
+    pub tools: Vec<String>,
+    /// `low`, `medium`, `high` or `critical`.
+    pub tier: RiskTierConfig,
+}
+
+/// Risk tiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskTierConfig {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl RiskTierConfig {
+    pub fn tier(self) -> RiskTier {
+        match self {
+            RiskTierConfig::Low => RiskTier::Low,
+            RiskTierConfig::Medium => RiskTier::Medium,
+            RiskTierConfig::High => RiskTier::High,
+            RiskTierConfig::Critical => RiskTier::Critical,
+        }
+    }
 }
 
 /// Tool naming.
@@ -106,25 +231,38 @@ pub enum PinModeConfig {
 pub struct ArgumentRuleConfig {
     /// The rule's name, quoted in the error the agent sees.
     pub name: String,
-    /// Exposed tool names the rule applies to: exact, or a prefix ending in `*` (`files.*`).
+    /// Tools whose arguments the rule checks, as `<upstream>.<tool>` with the upstream's own
+    /// tool name whatever `tools.prefix` is: exact, or a prefix ending in `*` (`files.*`).
+    #[serde(default)]
     pub tools: Vec<String>,
+    /// Prompts whose arguments the rule checks, as `<upstream>.<prompt>`: exact, or a prefix
+    /// ending in `*`.
+    #[serde(default)]
+    pub prompts: Vec<String>,
+    /// Upstreams whose resource URIs the rule checks (`files`, or a prefix ending in `*`):
+    /// `path` needs a `file://` URI within `roots`, `url` an allowed http(s) URL, `deny` a URI
+    /// that does not match.
+    #[serde(default)]
+    pub resources: Vec<String>,
     /// `path`, `url` or `deny`.
     pub kind: RuleKindConfig,
     /// Top-level argument names the rule checks (for `deny`, empty means every argument).
     #[serde(default)]
     pub arguments: Vec<String>,
-    /// `path`: absolute roots the paths must lie within (relative paths are taken from the
-    /// first root).
+    /// `path`: absolute roots the paths must lie within. A relative path is taken from the first
+    /// root and forwarded as the absolute path that was checked.
     #[serde(default)]
     pub roots: Vec<PathBuf>,
     /// `path`: the roots are on this machine, so symbolic links are resolved and must stay
     /// inside.
     #[serde(default = "default_true")]
     pub local: bool,
-    /// `url`: allowed hosts, as egress host rules (`host`, `*.suffix`, `domain:reg`, `:port`).
+    /// `url`: allowed hosts, as egress host rules (`host`, `*.suffix`, `domain:reg`, `:port`);
+    /// an entry without a port admits ports 80 and 443 only.
     #[serde(default)]
     pub allow_hosts: Vec<String>,
-    /// `deny`: a regular expression no string in the arguments may match.
+    /// `deny`: a regular expression no string in the arguments may match, as written or
+    /// normalized (NFKC, invisible and control characters removed, whitespace runs as one space).
     #[serde(default)]
     pub pattern: Option<String>,
 }
@@ -167,6 +305,8 @@ pub fn rule_specs(tools: &ToolsConfig) -> Vec<portcullis_mcp::RuleSpec> {
         .map(|rule| portcullis_mcp::RuleSpec {
             name: rule.name.clone(),
             tools: rule.tools.clone(),
+            prompts: rule.prompts.clone(),
+            resources: rule.resources.clone(),
             kind: match rule.kind {
                 RuleKindConfig::Path => portcullis_mcp::RuleKindSpec::Path {
                     arguments: rule.arguments.clone(),
@@ -184,6 +324,66 @@ pub fn rule_specs(tools: &ToolsConfig) -> Vec<portcullis_mcp::RuleSpec> {
             },
         })
         .collect()
+}
+
+/// The risk entries of `[tools]`, in the adapter's form.
+pub fn risk_specs(tools: &ToolsConfig) -> Vec<portcullis_mcp::RiskSpec> {
+    tools
+        .risk
+        .iter()
+        .map(|entry| portcullis_mcp::RiskSpec {
+            tools: entry.tools.clone(),
+            tier: entry.tier.tier(),
+        })
+        .collect()
+}
+
+/// Argument rules and risk entries that name no enabled upstream, so match no tool: one
+/// sentence each, for the start-up log and `portcullis doctor`.
+pub fn rule_warnings(config: &Config) -> Vec<String> {
+    let upstreams: Vec<&str> = config
+        .upstreams
+        .iter()
+        .filter(|u| u.enabled)
+        .map(|u| u.name.as_str())
+        .collect();
+    // `<upstream>.<name>` patterns: an exact one names its upstream before the dot; a prefix
+    // may stop inside the upstream's name or after its dot.
+    let names_upstream = |pattern: &str| match pattern.strip_suffix('*') {
+        Some(prefix) => upstreams.iter().any(|upstream| {
+            let dotted = format!("{upstream}.");
+            dotted.starts_with(prefix) || prefix.starts_with(&dotted)
+        }),
+        None => pattern
+            .split_once('.')
+            .is_some_and(|(upstream, _)| upstreams.contains(&upstream)),
+    };
+    let names_resource_upstream = |pattern: &str| match pattern.strip_suffix('*') {
+        Some(prefix) => upstreams
+            .iter()
+            .any(|upstream| upstream.starts_with(prefix)),
+        None => upstreams.contains(&pattern),
+    };
+    let mut res = Vec::new();
+    for rule in &config.tools.rules {
+        let matches_some = rule.tools.iter().any(|p| names_upstream(p))
+            || rule.prompts.iter().any(|p| names_upstream(p))
+            || rule.resources.iter().any(|p| names_resource_upstream(p));
+        if !matches_some {
+            res.push(format!(
+                "argument rule `{}` names no enabled upstream, so it matches nothing",
+                rule.name
+            ));
+        }
+    }
+    for (idx, entry) in config.tools.risk.iter().enumerate() {
+        if !entry.tools.iter().any(|p| names_upstream(p)) {
+            res.push(format!(
+                "risk entry tools.risk[{idx}] names no enabled upstream, so it matches nothing"
+            ));
+        }
+    }
+    res
 }
 
 /// Checks `[[upstreams]]` and `[tools]`.
@@ -248,6 +448,17 @@ pub fn validate(config: &Config, issue: &mut dyn FnMut(String, String)) {
         if !(1..=1024).contains(&upstream.max_concurrent) {
             issue(at("max_concurrent"), "must be between 1 and 1024".into());
         }
+        for (side, strategies) in [
+            ("arguments", &upstream.pii.arguments),
+            ("results", &upstream.pii.results),
+        ] {
+            if matches!(strategies.secret, Strategy::Allow | Strategy::Synthetic) {
+                issue(
+                    at(&format!("pii.{side}.secret")),
+                    "secrets may only be `redact`, `hash` or `block`".into(),
+                );
+            }
+        }
     }
     let enabled = config.upstreams.iter().filter(|u| u.enabled).count();
     if config.tools.prefix == PrefixConfig::Never && enabled > 1 {
@@ -266,5 +477,168 @@ pub fn validate(config: &Config, issue: &mut dyn FnMut(String, String)) {
     }
     if let Err(err) = portcullis_mcp::ArgumentRules::compile(&rule_specs(&config.tools)) {
         issue("tools.rules".into(), err.to_string());
+    }
+    if let Err(err) = portcullis_mcp::RiskTiers::compile(&risk_specs(&config.tools)) {
+        issue("tools.risk".into(), err.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::load_str;
+
+    const UPSTREAM: &str = r#"
+[[upstreams]]
+name = "fx"
+[upstreams.stdio]
+command = "fx-server"
+"#;
+
+    #[track_caller]
+    fn load(extra: &str) -> Config {
+        load_str(&format!("{UPSTREAM}{extra}"), "t.toml", &BTreeMap::new()).unwrap()
+    }
+
+    /// The key paths of every issue `extra` raises.
+    #[track_caller]
+    fn issues(extra: &str) -> Vec<String> {
+        match load_str(&format!("{UPSTREAM}{extra}"), "t.toml", &BTreeMap::new()) {
+            Ok(_) => Vec::new(),
+            Err(err) => err.issues.into_iter().map(|issue| issue.path).collect(),
+        }
+    }
+
+    #[test]
+    fn upstream_pii_defaults_pass_personal_data_and_redact_secrets() {
+        let config = load("");
+        let pii = config.upstreams[0].pii;
+        for strategies in [pii.arguments, pii.results] {
+            let table = strategies.table();
+            assert_eq!(table.secret, Strategy::Redact);
+            for personal in [
+                table.email,
+                table.phone,
+                table.credit_card,
+                table.us_ssn,
+                table.iban,
+                table.ip,
+            ] {
+                assert_eq!(personal, Strategy::Allow);
+            }
+        }
+        let args = pii.arguments_config(&config.pii);
+        assert_eq!(args.max_input_bytes, config.pii.max_input_bytes);
+        assert_eq!(args.detectors, config.pii.detectors);
+        assert_eq!(args.strategies.email, Strategy::Allow);
+    }
+
+    #[test]
+    fn upstream_pii_strategies_are_set_per_type_and_side() {
+        let config = load(
+            "[upstreams.pii]\narguments = { email = \"synthetic\", credit_card = \"block\" }\n\
+             results = { email = \"redact\", secret = \"block\" }\n",
+        );
+        let pii = config.upstreams[0].pii;
+        assert_eq!(pii.arguments.email, Strategy::Synthetic);
+        assert_eq!(pii.arguments.credit_card, Strategy::Block);
+        assert_eq!(pii.arguments.phone, Strategy::Allow);
+        assert_eq!(pii.arguments.secret, Strategy::Redact);
+        assert_eq!(pii.results.email, Strategy::Redact);
+        assert_eq!(pii.results.secret, Strategy::Block);
+        assert_eq!(
+            pii.results_config(&config.pii).strategies.secret,
+            Strategy::Block
+        );
+        assert_eq!(
+            issues("[upstreams.pii]\narguments = { secret = \"allow\" }\n"),
+            vec!["upstreams[0].pii.arguments.secret"]
+        );
+        assert_eq!(
+            issues("[upstreams.pii]\nresults = { secret = \"synthetic\" }\n"),
+            vec!["upstreams[0].pii.results.secret"]
+        );
+        assert_eq!(
+            issues("[upstreams.pii]\narguments = { name = \"redact\" }\n").len(),
+            1
+        );
+        assert_eq!(
+            issues("[upstreams.pii]\narguments = { email = \"shred\" }\n").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn risk_entries_name_upstream_tools_and_a_tier() {
+        let config = load(
+            "[[tools.risk]]\ntools = [\"fx.crash\"]\ntier = \"critical\"\n\
+             [[tools.risk]]\ntools = [\"fx.*\"]\ntier = \"medium\"\n",
+        );
+        let tiers = portcullis_mcp::RiskTiers::compile(&risk_specs(&config.tools)).unwrap();
+        assert_eq!(tiers.tier("fx", "crash", None), RiskTier::Critical);
+        assert_eq!(tiers.tier("fx", "echo", None), RiskTier::Medium);
+        assert_eq!(tiers.tier("other", "echo", None), RiskTier::Low);
+        assert_eq!(
+            issues("[[tools.risk]]\ntools = [\"crash\"]\ntier = \"high\"\n"),
+            vec!["tools.risk"]
+        );
+        assert_eq!(
+            issues("[[tools.risk]]\ntools = [\"fx.crash\"]\ntier = \"severe\"\n").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn rules_target_tools_prompts_or_resources() {
+        let config = load(
+            "[[tools.rules]]\nname = \"no-rm\"\nprompts = [\"fx.*\"]\nkind = \"deny\"\n\
+             pattern = \"rm\"\n\
+             [[tools.rules]]\nname = \"files\"\nresources = [\"fx\"]\nkind = \"path\"\n\
+             roots = [\"/srv\"]\nlocal = false\n",
+        );
+        let specs = rule_specs(&config.tools);
+        assert_eq!(specs[0].prompts, vec!["fx.*".to_owned()]);
+        assert_eq!(specs[1].resources, vec!["fx".to_owned()]);
+        // A rule that names nothing, and a bare tool name, are refused.
+        assert_eq!(
+            issues("[[tools.rules]]\nname = \"x\"\nkind = \"deny\"\npattern = \"rm\"\n"),
+            vec!["tools.rules"]
+        );
+        assert_eq!(
+            issues(
+                "[[tools.rules]]\nname = \"x\"\ntools = [\"read_file\"]\nkind = \"deny\"\n\
+                 pattern = \"rm\"\n"
+            ),
+            vec!["tools.rules"]
+        );
+    }
+
+    #[test]
+    fn rules_naming_no_upstream_are_warned_about() {
+        let config = load(
+            "[[tools.rules]]\nname = \"ok\"\ntools = [\"fx.read_file\"]\nkind = \"deny\"\n\
+             pattern = \"x\"\n\
+             [[tools.rules]]\nname = \"wide\"\ntools = [\"f*\"]\nkind = \"deny\"\npattern = \"x\"\n\
+             [[tools.rules]]\nname = \"res\"\nresources = [\"fx\"]\nkind = \"deny\"\n\
+             pattern = \"x\"\n\
+             [[tools.rules]]\nname = \"typo\"\ntools = [\"xf.read_file\", \"fxx*\"]\n\
+             kind = \"deny\"\npattern = \"x\"\n\
+             [[tools.risk]]\ntools = [\"gone.*\"]\ntier = \"high\"\n",
+        );
+        let warnings = rule_warnings(&config);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("`typo`"));
+        assert!(warnings[1].contains("tools.risk[0]"));
+        let doctor = crate::doctor::audit(
+            &config,
+            &crate::doctor::HostFacts::gather(std::path::Path::new("/nonexistent"), false),
+        );
+        let item = doctor.iter().find(|c| c.id == "tool_rules").unwrap();
+        assert_eq!(item.status, crate::doctor::Status::Warn);
+        assert!(item.detail.contains("`typo`"));
     }
 }

@@ -1,19 +1,25 @@
 //! Prompts and resources of the upstreams, fronted per agent.
 //!
-//! They are content an upstream puts into the agent's context, so they are gated by the
-//! upstream's ingress key `io:ingress:tools.<upstream>` (and the answer by its egress key
-//! `io:egress:tools.<upstream>`, as tool results are): an agent sees and reads the prompts and
-//! resources of exactly the upstreams it may take input from. Lists are built per request and
-//! never cached across agents. Prompts are named like tools (`<upstream>.<prompt>` with prefix
-//! mode `always`); resource URIs pass unchanged and are routed to the upstream that lists them.
-//! A prompt or resource the agent may not read answers exactly like a missing one. Every answer
-//! passes the secret redactor; each get and read is a `prompt.get` or `resource.read` event
-//! (names and a URI hash, never content).
+//! Getting a prompt and reading a resource are actions of their own on the road
+//! (`pipeline::road`, kinds `prompt.get` and `resource.read`): content an upstream puts into the
+//! agent's context. Gate in decides the upstream's ingress key `io:ingress:tools.<upstream>` and
+//! the item's own key, `tools:prompt:<upstream>.<prompt>` or `tools:resource:<upstream>` (the URI
+//! is the request's resource, and `context.arguments` holds the prompt's arguments or `{"uri":
+//! ...}`, so Cedar and contracts can match them); gate out decides `io:egress:tools.<upstream>`,
+//! as for tool results. Arguments lose any secret before the upstream sees them, and answers
+//! pass the secret redactor before the agent does.
+//!
+//! Lists are built per request, never cached across agents, and show exactly what the agent may
+//! get or read (dry runs of the same keys). Prompts are named like tools (`<upstream>.<prompt>`
+//! with prefix mode `always`); a resource URI is routed to the upstream that lists it, or whose
+//! resource template matches it; a URI no upstream offers is refused. A prompt or resource the
+//! agent may not read answers exactly like a missing one. Each get and read is a `prompt.get` or
+//! `resource.read` event (names and a URI hash, never content).
 
 use std::sync::Arc;
 
-use portcullis_core::request::RequestContext;
-use portcullis_core::{Decision, Event, GateKey};
+use portcullis_core::request::{RequestContext, RiskTier};
+use portcullis_core::{Decision, ErrorCode, Event, GateKey};
 use portcullis_mcp::{PrefixMode, Upstream};
 use rmcp::ErrorData;
 use rmcp::model::ErrorCode as RpcCode;
@@ -23,8 +29,11 @@ use rmcp::model::{
 };
 use sha2::{Digest as _, Sha256};
 
+use super::call::{restore_value, scope_of};
 use super::{Caller, McpHandler};
 use crate::identity::Identified;
+use crate::pipeline::road::{self, Action, Front, Kind, Pass, Refusal, Stage};
+use portcullis_sanitize::{ProtocolPaths, Vault};
 
 /// The error for a missing and for an unreadable prompt alike.
 pub fn unknown_prompt() -> ErrorData {
@@ -39,8 +48,6 @@ pub fn unknown_resource() -> ErrorData {
 /// An upstream's failure as the agent sees it: the upstream's own JSON-RPC error (message
 /// redacted) when it answered with one, else `upstream_failed` or `upstream_timeout`.
 fn upstream_error(handler: &McpHandler, err: &portcullis_mcp::UpstreamError) -> ErrorData {
-    use portcullis_core::ErrorCode;
-
     match err {
         portcullis_mcp::UpstreamError::Failed {
             source: rmcp::service::ServiceError::McpError(data),
@@ -67,6 +74,301 @@ fn ingress_key(upstream: &str) -> Option<GateKey> {
 
 fn egress_key(upstream: &str) -> Option<GateKey> {
     GateKey::parse(&format!("io:egress:tools.{upstream}")).ok()
+}
+
+/// `tools:prompt:<upstream>.<prompt>` (the upstream's own prompt name, whatever the prefix mode).
+fn prompt_key(upstream: &str, name: &str) -> Option<GateKey> {
+    GateKey::parse(&format!("tools:prompt:{upstream}.{name}")).ok()
+}
+
+/// `tools:resource:<upstream>`.
+fn resource_key(upstream: &str) -> Option<GateKey> {
+    GateKey::parse(&format!("tools:resource:{upstream}")).ok()
+}
+
+/// What one content action asks of its upstream.
+enum Fetch {
+    Prompt(GetPromptRequestParams),
+    Resource(ReadResourceRequestParams),
+}
+
+/// What the upstream answered.
+enum Fetched {
+    Prompt(GetPromptResult),
+    Resource(ReadResourceResult),
+}
+
+/// One prompt get or resource read on the road.
+struct ContentFetch<'a> {
+    handler: &'a McpHandler,
+    caller: &'a Caller,
+    upstream: Arc<Upstream>,
+    kind: Kind,
+    /// The exposed prompt name, or the URI.
+    exposed: String,
+    fetch: Option<Fetch>,
+    /// For prompts, the upstream's own prompt name.
+    own_name: Option<String>,
+    /// The upstream's own error, answered as it is (redacted).
+    upstream_error: Option<ErrorData>,
+    /// The message of a validation refusal (names the rule and argument, never the value).
+    violation: Option<String>,
+    /// Synthetic stand-ins placed in prompt arguments, restored in the answer.
+    vault: Vault,
+}
+
+impl Front for ContentFetch<'_> {
+    type Output = Fetched;
+
+    fn validate(&mut self, _action: &Action) -> Result<(), Refusal> {
+        let rules = &self.handler.state.mcp.rules;
+        let upstream = self.upstream.name();
+        let checked = match &mut self.fetch {
+            Some(Fetch::Prompt(params)) => {
+                let arguments = params.arguments.take().unwrap_or_default();
+                let name = self.own_name.as_deref().unwrap_or_default();
+                rules
+                    .check_prompt(upstream, name, arguments)
+                    .map(|arguments| {
+                        params.arguments = (!arguments.is_empty()).then_some(arguments);
+                    })
+            }
+            Some(Fetch::Resource(params)) => rules.check_resource(upstream, &params.uri),
+            None => Ok(()),
+        };
+        checked.map_err(|violation| {
+            self.violation = Some(violation.message());
+            Refusal::new(
+                Stage::Validate,
+                super::call::violation_code(violation.reason),
+                violation.reason,
+            )
+        })
+    }
+
+    fn sanitize_in(&mut self) -> Result<(), Refusal> {
+        let redactor = self.handler.state.mcp.redactor();
+        match &mut self.fetch {
+            Some(Fetch::Prompt(params)) => {
+                let Some(arguments) = params.arguments.take() else {
+                    return Ok(());
+                };
+                let mut value = serde_json::Value::Object(arguments);
+                self.handler.state.secrets.redact_json(&mut value);
+                redactor.redact_value(&mut value).map_err(|_| {
+                    Refusal::new(
+                        Stage::SanitizeIn,
+                        ErrorCode::Internal,
+                        "arguments_unscannable",
+                    )
+                })?;
+                if let Some(pii) = self.handler.state.mcp.pii.get(self.upstream.name()) {
+                    pii.arguments
+                        .apply_value(
+                            &mut value,
+                            &ProtocolPaths::none(),
+                            &scope_of(self.caller),
+                            &mut self.vault,
+                        )
+                        .map_err(|err| Refusal::new(Stage::SanitizeIn, err.code(), err.reason()))?;
+                }
+                if let serde_json::Value::Object(map) = value {
+                    params.arguments = Some(map);
+                }
+                Ok(())
+            }
+            // A URI cannot lose a secret and still name the same thing: refuse it instead.
+            Some(Fetch::Resource(params)) => match redactor.redact_str(&params.uri) {
+                Ok(std::borrow::Cow::Borrowed(_)) => Ok(()),
+                Ok(std::borrow::Cow::Owned(_)) => Err(Refusal::new(
+                    Stage::SanitizeIn,
+                    ErrorCode::PolicyDenied,
+                    "uri_secret",
+                )),
+                Err(_) => Err(Refusal::new(
+                    Stage::SanitizeIn,
+                    ErrorCode::Internal,
+                    "arguments_unscannable",
+                )),
+            },
+            None => Ok(()),
+        }
+    }
+
+    async fn execute(&mut self, _pass: Pass) -> Result<Fetched, Refusal> {
+        let fetched = match self.fetch.take() {
+            Some(Fetch::Prompt(params)) => {
+                self.upstream.get_prompt(params).await.map(Fetched::Prompt)
+            }
+            Some(Fetch::Resource(params)) => self
+                .upstream
+                .read_resource(params)
+                .await
+                .map(Fetched::Resource),
+            None => {
+                return Err(Refusal::new(
+                    Stage::Execute,
+                    ErrorCode::Internal,
+                    "fetch_spent",
+                ));
+            }
+        };
+        fetched.map_err(|err| {
+            self.upstream_error = Some(upstream_error(self.handler, &err));
+            let code = match err {
+                portcullis_mcp::UpstreamError::Timeout(_) => ErrorCode::UpstreamTimeout,
+                _ => ErrorCode::UpstreamFailed,
+            };
+            Refusal::new(Stage::Execute, code, err.reason())
+        })
+    }
+
+    fn sanitize_out(&mut self, fetched: Fetched) -> Result<Fetched, Refusal> {
+        let state = &self.handler.state;
+        let pii = state.mcp.pii.get(self.upstream.name());
+        let vault = &self.vault;
+        let scope = scope_of(self.caller);
+        let mut blocked = None;
+        let redact = |mut value: serde_json::Value| {
+            if !vault.is_empty() {
+                restore_value(vault, &mut value);
+            }
+            state.secrets.redact_json(&mut value);
+            state.mcp.redactor().redact_value(&mut value).ok()?;
+            if let Some(pii) = pii {
+                let applied = pii.results.apply_value(
+                    &mut value,
+                    &ProtocolPaths::none(),
+                    &scope,
+                    &mut Vault::new(),
+                );
+                if let Err(err) = applied {
+                    blocked = Some(err);
+                    return None;
+                }
+            }
+            Some(value)
+        };
+        let redacted = match fetched {
+            Fetched::Prompt(result) => serde_json::to_value(result)
+                .ok()
+                .and_then(redact)
+                .and_then(|v| serde_json::from_value(v).ok())
+                .map(Fetched::Prompt),
+            Fetched::Resource(result) => serde_json::to_value(result)
+                .ok()
+                .and_then(redact)
+                .and_then(|v| serde_json::from_value(v).ok())
+                .map(Fetched::Resource),
+        };
+        redacted.ok_or_else(|| match blocked {
+            Some(err) => Refusal::new(Stage::SanitizeOut, err.code(), err.reason()),
+            None => Refusal::new(
+                Stage::SanitizeOut,
+                ErrorCode::Internal,
+                "result_unscannable",
+            ),
+        })
+    }
+
+    fn settlement(&self, _output: &Fetched) -> road::Settlement {
+        road::Settlement::Now(crate::pipeline::Actual::Tool)
+    }
+
+    fn record(&self, decision: Decision, reason: &str) -> Event {
+        content_event(
+            self.handler,
+            self.caller,
+            self.kind,
+            Some(self.upstream.name()),
+            &self.exposed,
+            decision,
+            reason,
+        )
+    }
+}
+
+/// A `prompt.get` or `resource.read` event: the prompt name, or a resource URI's SHA-256.
+fn content_event(
+    handler: &McpHandler,
+    caller: &Caller,
+    kind: Kind,
+    upstream: Option<&str>,
+    name: &str,
+    decision: Decision,
+    reason: &str,
+) -> Event {
+    let target = if kind == Kind::ResourceRead {
+        serde_json::json!({"uri_sha256": hex::encode(Sha256::digest(name.as_bytes()))})
+    } else {
+        let name = handler
+            .state
+            .mcp
+            .redactor()
+            .redact_str(name)
+            .map_or_else(|_| "[unscannable]".to_owned(), std::borrow::Cow::into_owned);
+        serde_json::json!({"prompt": name})
+    };
+    let mut data = serde_json::json!({"upstream": upstream});
+    if let (Some(data), serde_json::Value::Object(target)) = (data.as_object_mut(), target) {
+        data.extend(target);
+    }
+    Event::new(kind.as_str(), decision, reason)
+        .subject(caller.identified.agent.id.clone())
+        .correlation(caller.correlation.as_str())
+        .data(data)
+}
+
+/// Whether `uri` matches an RFC 6570 `template` of simple expressions: literal parts in order,
+/// each `{var}` one or more characters other than `/` (`{+var}` and `{#var}` may span `/`).
+/// Written here because template matching (not expansion) is all the front needs, and routing
+/// must be exact: a URI no template matches is refused.
+fn template_matches(template: &str, uri: &str) -> bool {
+    // Split into literals and expressions; a malformed template matches nothing.
+    let mut parts: Vec<(bool, &str)> = Vec::new(); // (is_expression, text)
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            return false;
+        };
+        if open > 0 {
+            parts.push((false, &rest[..open]));
+        }
+        parts.push((true, &rest[open + 1..open + close]));
+        rest = &rest[open + close + 1..];
+    }
+    if !rest.is_empty() {
+        parts.push((false, rest));
+    }
+    if !parts.iter().any(|(expr, _)| *expr) {
+        return template == uri;
+    }
+    let mut budget = MATCH_STEPS;
+    matches_from(&parts, uri, &mut budget)
+}
+
+/// Most steps one template match may take; a match that needs more fails (closed).
+const MATCH_STEPS: usize = 100_000;
+
+fn matches_from(parts: &[(bool, &str)], uri: &str, budget: &mut usize) -> bool {
+    if *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
+    match parts.split_first() {
+        None => uri.is_empty(),
+        Some(((false, literal), rest)) => uri
+            .strip_prefix(literal)
+            .is_some_and(|tail| matches_from(rest, tail, budget)),
+        Some(((true, expression), rest)) => {
+            let spans_slash = expression.starts_with('+') || expression.starts_with('#');
+            // Try every non-empty span the expression could take.
+            (1..=uri.len())
+                .filter(|&end| uri.is_char_boundary(end))
+                .take_while(|&end| spans_slash || !uri[..end].contains('/'))
+                .any(|end| matches_from(rest, &uri[end..], budget))
+        }
+    }
 }
 
 impl McpHandler {
@@ -125,11 +427,14 @@ impl McpHandler {
                 else {
                     continue;
                 };
+                let exposed = self.prompt_name(&upstream, &name);
+                let visible = prompt_key(&upstream, &name)
+                    .is_some_and(|key| self.may(&caller.identified, key, &exposed));
+                if !visible {
+                    continue;
+                }
                 if let Some(fields) = prompt.as_object_mut() {
-                    fields.insert(
-                        "name".to_owned(),
-                        serde_json::Value::String(self.prompt_name(&upstream, &name)),
-                    );
+                    fields.insert("name".to_owned(), serde_json::Value::String(exposed));
                 }
                 if self.state.mcp.redactor().redact_value(&mut prompt).is_err() {
                     continue;
@@ -140,6 +445,106 @@ impl McpHandler {
             }
         }
         ListPromptsResult::with_all_items(prompts)
+    }
+
+    pub(super) async fn list_resources_for(&self, caller: &Caller) -> ListResourcesResult {
+        let resources = self
+            .gather(caller, "uri", |upstream| async move {
+                upstream.list_resources().await
+            })
+            .await;
+        ListResourcesResult::with_all_items(resources)
+    }
+
+    pub(super) async fn list_resource_templates_for(
+        &self,
+        caller: &Caller,
+    ) -> ListResourceTemplatesResult {
+        let templates = self
+            .gather(caller, "uriTemplate", |upstream| async move {
+                upstream.list_resource_templates().await
+            })
+            .await;
+        ListResourceTemplatesResult::with_all_items(templates)
+    }
+
+    /// What `list` answers for every upstream the caller may read, keeping the items whose
+    /// `uri_field` the caller may read (`tools:resource:<upstream>` on that URI), redacted and
+    /// parsed; an upstream that fails to list, or an item that cannot be scanned or parsed, is
+    /// left out.
+    async fn gather<T, F, Fut>(&self, caller: &Caller, uri_field: &str, list: F) -> Vec<T>
+    where
+        T: serde::de::DeserializeOwned,
+        F: Fn(Arc<Upstream>) -> Fut,
+        Fut: std::future::Future<
+                Output = Result<Vec<serde_json::Value>, portcullis_mcp::UpstreamError>,
+            >,
+    {
+        let upstreams = self.readable_upstreams(&caller.identified);
+        let names: Vec<String> = upstreams.iter().map(|u| u.name().to_owned()).collect();
+        let listed = futures::future::join_all(upstreams.into_iter().map(list)).await;
+        names
+            .iter()
+            .zip(listed)
+            .filter_map(|(upstream, listed)| Some((upstream, listed.ok()?)))
+            .flat_map(|(upstream, items)| items.into_iter().map(move |item| (upstream, item)))
+            .filter_map(|(upstream, mut item)| {
+                let uri = item.get(uri_field)?.as_str()?;
+                let key = resource_key(upstream)?;
+                if !self.may(&caller.identified, key, uri) {
+                    return None;
+                }
+                self.state.mcp.redactor().redact_value(&mut item).ok()?;
+                serde_json::from_value(item).ok()
+            })
+            .collect()
+    }
+
+    /// The upstream that serves `uri`: the one that lists it, else the one whose resource
+    /// template matches it. `None` when no upstream offers it (or it cannot be routed
+    /// unambiguously).
+    async fn resource_target(&self, uri: &str) -> Option<Arc<Upstream>> {
+        let upstreams: Vec<Arc<Upstream>> = self
+            .state
+            .mcp
+            .upstreams()
+            .iter()
+            .filter(|upstream| upstream.offers_resources())
+            .cloned()
+            .collect();
+        let listed = futures::future::join_all(upstreams.iter().map(|upstream| async move {
+            upstream.list_resources().await.is_ok_and(|listed| {
+                listed
+                    .iter()
+                    .any(|resource| resource.get("uri").and_then(|u| u.as_str()) == Some(uri))
+            })
+        }))
+        .await;
+        if let Some((upstream, _)) = upstreams.iter().zip(&listed).find(|(_, listed)| **listed) {
+            return Some(Arc::clone(upstream));
+        }
+        let templated = futures::future::join_all(upstreams.iter().map(|upstream| async move {
+            upstream
+                .list_resource_templates()
+                .await
+                .is_ok_and(|listed| {
+                    listed.iter().any(|template| {
+                        template
+                            .get("uriTemplate")
+                            .and_then(|t| t.as_str())
+                            .is_some_and(|template| template_matches(template, uri))
+                    })
+                })
+        }))
+        .await;
+        let mut matching = upstreams
+            .iter()
+            .zip(templated)
+            .filter(|(_, matched)| *matched);
+        match (matching.next(), matching.next()) {
+            (Some((upstream, _)), None) => Some(Arc::clone(upstream)),
+            _ => None,
+        }
     }
 
     pub(super) async fn get_prompt_for(
@@ -157,93 +562,53 @@ impl McpHandler {
             }),
             None => false,
         };
-        let Some((upstream, name)) = target.filter(|_| listed) else {
-            self.content_event(
+        let keys = target.as_ref().and_then(|(upstream, name)| {
+            Some((
+                ingress_key(upstream.name())?,
+                prompt_key(upstream.name(), name)?,
+                egress_key(upstream.name())?,
+            ))
+        });
+        let (Some((upstream, name)), Some((ingress, key, egress)), true) = (target, keys, listed)
+        else {
+            let event = content_event(
+                self,
                 caller,
-                "prompt.get",
+                Kind::PromptGet,
                 None,
                 &exposed,
                 Decision::Deny,
                 "prompt_unknown",
-            )
-            .await;
+            );
+            self.state.events.emit_best_effort(event).await;
             return Err(unknown_prompt());
         };
+        let arguments = params.arguments.clone().map_or(
+            serde_json::Value::Object(Default::default()),
+            serde_json::Value::Object,
+        );
         params.name = name;
-        let fetch = upstream.get_prompt(params);
-        self.fetch_content(caller, "prompt.get", &upstream, &exposed, fetch)
+        let action = Action {
+            kind: Kind::PromptGet,
+            gates_in: vec![ingress, key],
+            gates_out: vec![egress],
+            resource: exposed.clone(),
+            context: RequestContext {
+                arguments,
+                risk: RiskTier::default(),
+            },
+            metered: None,
+        };
+        match self
+            .fetch(caller, action, upstream, exposed, Fetch::Prompt(params))
             .await
-            .map_err(|err| err.unwrap_or_else(unknown_prompt))
-    }
-
-    pub(super) async fn list_resources_for(&self, caller: &Caller) -> ListResourcesResult {
-        let resources = self
-            .gather(
-                caller,
-                |upstream| async move { upstream.list_resources().await },
-            )
-            .await;
-        ListResourcesResult::with_all_items(resources)
-    }
-
-    pub(super) async fn list_resource_templates_for(
-        &self,
-        caller: &Caller,
-    ) -> ListResourceTemplatesResult {
-        let templates = self
-            .gather(caller, |upstream| async move {
-                upstream.list_resource_templates().await
-            })
-            .await;
-        ListResourceTemplatesResult::with_all_items(templates)
-    }
-
-    /// What `list` answers for every upstream the caller may read, redacted and parsed; an
-    /// upstream that fails to list, or an item that cannot be scanned or parsed, is left out.
-    async fn gather<T, F, Fut>(&self, caller: &Caller, list: F) -> Vec<T>
-    where
-        T: serde::de::DeserializeOwned,
-        F: Fn(Arc<Upstream>) -> Fut,
-        Fut: std::future::Future<
-                Output = Result<Vec<serde_json::Value>, portcullis_mcp::UpstreamError>,
-            >,
-    {
-        let upstreams = self.readable_upstreams(&caller.identified);
-        let listed = futures::future::join_all(upstreams.into_iter().map(list)).await;
-        listed
-            .into_iter()
-            .filter_map(Result::ok)
-            .flatten()
-            .filter_map(|mut item| {
-                self.state.mcp.redactor().redact_value(&mut item).ok()?;
-                serde_json::from_value(item).ok()
-            })
-            .collect()
-    }
-
-    /// The upstream that serves `uri`: the one among those the caller may read that lists it,
-    /// else the only one that offers resources at all (templated URIs).
-    async fn resource_target(&self, uri: &str) -> Option<Arc<Upstream>> {
-        let upstreams: Vec<Arc<Upstream>> = self
-            .state
-            .mcp
-            .upstreams()
-            .iter()
-            .filter(|upstream| upstream.offers_resources())
-            .cloned()
-            .collect();
-        for upstream in &upstreams {
-            if upstream.list_resources().await.is_ok_and(|listed| {
-                listed
-                    .iter()
-                    .any(|resource| resource.get("uri").and_then(|u| u.as_str()) == Some(uri))
-            }) {
-                return Some(Arc::clone(upstream));
-            }
-        }
-        match upstreams.as_slice() {
-            [only] => Some(Arc::clone(only)),
-            _ => None,
+        {
+            Ok(Fetched::Prompt(result)) => Ok(result),
+            Ok(Fetched::Resource(_)) => Err(ErrorData::internal_error(
+                ErrorCode::Internal.message(),
+                None,
+            )),
+            Err(err) => Err(err.unwrap_or_else(unknown_prompt)),
         }
     }
 
@@ -253,189 +618,150 @@ impl McpHandler {
         params: ReadResourceRequestParams,
     ) -> Result<ReadResourceResult, ErrorData> {
         let uri = params.uri.clone();
-        let Some(upstream) = self.resource_target(&uri).await else {
-            self.content_event(
+        let target = self.resource_target(&uri).await;
+        let keys = target.as_ref().and_then(|upstream| {
+            Some((
+                ingress_key(upstream.name())?,
+                resource_key(upstream.name())?,
+                egress_key(upstream.name())?,
+            ))
+        });
+        let (Some(upstream), Some((ingress, key, egress))) = (target, keys) else {
+            let event = content_event(
+                self,
                 caller,
-                "resource.read",
+                Kind::ResourceRead,
                 None,
                 &uri,
                 Decision::Deny,
                 "resource_unknown",
-            )
-            .await;
+            );
+            self.state.events.emit_best_effort(event).await;
             return Err(unknown_resource());
         };
-        let fetch = upstream.read_resource(params);
-        self.fetch_content(caller, "resource.read", &upstream, &uri, fetch)
-            .await
-            .map_err(|err| match err {
-                // An unknown URI answers like an unreadable one, whoever says so.
-                Some(data)
-                    if data.code != RpcCode::RESOURCE_NOT_FOUND
-                        && data.code != RpcCode::INVALID_PARAMS =>
-                {
-                    data
-                }
-                _ => unknown_resource(),
-            })
-    }
-
-    /// Gate in, `fetch` from `upstream`, then [`Self::finish_content`]; each refusal is a `kind`
-    /// event. `Err(None)` is a refusal by policy, which the caller answers like an item that
-    /// does not exist; `Err(Some(_))` is the answer to an upstream or gate-out failure.
-    async fn fetch_content<T>(
-        &self,
-        caller: &Caller,
-        kind: &'static str,
-        upstream: &Upstream,
-        exposed: &str,
-        fetch: impl Future<Output = Result<T, portcullis_mcp::UpstreamError>>,
-    ) -> Result<T, Option<ErrorData>>
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned,
-    {
-        let refused = |reason| {
-            self.content_event(
-                caller,
-                kind,
-                Some(upstream.name()),
-                exposed,
-                Decision::Deny,
-                reason,
-            )
+        let action = Action {
+            kind: Kind::ResourceRead,
+            gates_in: vec![ingress, key],
+            gates_out: vec![egress],
+            resource: uri.clone(),
+            context: RequestContext {
+                arguments: serde_json::json!({ "uri": uri }),
+                risk: RiskTier::default(),
+            },
+            metered: None,
         };
-        if !self
-            .gate_content(caller, upstream, exposed, ingress_key)
+        match self
+            .fetch(caller, action, upstream, uri, Fetch::Resource(params))
             .await
         {
-            refused("policy_denied").await;
-            return Err(None);
-        }
-        match fetch.await {
-            Ok(result) => self
-                .finish_content(caller, kind, upstream, exposed, result)
-                .await
-                .map_err(Some),
-            Err(err) => {
-                refused(err.reason()).await;
-                Err(Some(upstream_error(self, &err)))
+            Ok(Fetched::Resource(result)) => Ok(result),
+            Ok(Fetched::Prompt(_)) => Err(ErrorData::internal_error(
+                ErrorCode::Internal.message(),
+                None,
+            )),
+            // An unknown URI answers like an unreadable one, whoever says so.
+            Err(Some(data))
+                if data.code != RpcCode::RESOURCE_NOT_FOUND
+                    && data.code != RpcCode::INVALID_PARAMS =>
+            {
+                Err(data)
             }
+            Err(_) => Err(unknown_resource()),
         }
     }
 
-    /// The pipeline's gate for content of `upstream` (with events).
-    async fn gate_content(
+    /// Runs one content action down the road. `Err(None)` is a refusal at gate in, which the
+    /// caller answers like an item that does not exist; `Err(Some(_))` is the answer to any
+    /// other refusal.
+    async fn fetch(
         &self,
         caller: &Caller,
-        upstream: &Upstream,
-        resource: &str,
-        key: fn(&str) -> Option<GateKey>,
-    ) -> bool {
-        let Some(action) = key(upstream.name()) else {
-            return false;
+        action: Action,
+        upstream: Arc<Upstream>,
+        exposed: String,
+        fetch: Fetch,
+    ) -> Result<Fetched, Option<ErrorData>> {
+        let mut front = ContentFetch {
+            handler: self,
+            caller,
+            upstream,
+            kind: action.kind,
+            exposed,
+            own_name: match &fetch {
+                Fetch::Prompt(params) => Some(params.name.to_string()),
+                Fetch::Resource(_) => None,
+            },
+            fetch: Some(fetch),
+            upstream_error: None,
+            violation: None,
+            vault: Vault::new(),
         };
-        crate::pipeline::gate(
+        let ran = road::run(
             &self.state,
             &caller.identified,
             action,
-            format!("{}:{}", upstream.name(), resource),
-            RequestContext::default(),
+            &mut front,
             &caller.correlation,
         )
-        .await
-        .is_ok()
+        .await;
+        match ran {
+            Ok(ran) => Ok(ran.output),
+            Err(stopped) => {
+                let refusal = stopped.refusal;
+                Err(match refusal.stage {
+                    Stage::GateIn => None,
+                    Stage::Execute => front.upstream_error.take().or_else(|| {
+                        Some(ErrorData::internal_error(
+                            refusal.error.code.message(),
+                            None,
+                        ))
+                    }),
+                    Stage::Validate => Some(ErrorData::invalid_params(
+                        front.violation.take().map_or_else(
+                            || refusal.error.code.message().to_owned(),
+                            |message| format!("{message} ({})", refusal.error.code.as_str()),
+                        ),
+                        None,
+                    )),
+                    Stage::GateOut | Stage::SanitizeIn => Some(ErrorData::invalid_request(
+                        refusal.error.code.message(),
+                        None,
+                    )),
+                    _ => Some(ErrorData::internal_error(
+                        refusal.error.code.message(),
+                        None,
+                    )),
+                })
+            }
+        }
     }
+}
 
-    /// Gate out and redaction of an answer, then its event.
-    async fn finish_content<T>(
-        &self,
-        caller: &Caller,
-        kind: &str,
-        upstream: &Upstream,
-        name: &str,
-        result: T,
-    ) -> Result<T, ErrorData>
-    where
-        T: serde::Serialize + serde::de::DeserializeOwned,
-    {
-        let refused = |reason| async move {
-            self.content_event(
-                caller,
-                kind,
-                Some(upstream.name()),
-                name,
-                Decision::Deny,
-                reason,
-            )
-            .await;
-        };
-        if !self.gate_content(caller, upstream, name, egress_key).await {
-            refused("policy_denied").await;
-            return Err(ErrorData::invalid_request(
-                portcullis_core::ErrorCode::PolicyDenied.message(),
-                None,
-            ));
-        }
-        let redacted = serde_json::to_value(&result).ok().and_then(|mut value| {
-            self.state.secrets.redact_json(&mut value);
-            self.state.mcp.redactor().redact_value(&mut value).ok()?;
-            serde_json::from_value(value).ok()
-        });
-        let Some(result) = redacted else {
-            refused("result_unscannable").await;
-            return Err(ErrorData::internal_error(
-                portcullis_core::ErrorCode::Internal.message(),
-                None,
-            ));
-        };
-        if !self
-            .content_event(
-                caller,
-                kind,
-                Some(upstream.name()),
-                name,
-                Decision::Allow,
-                "ok",
-            )
-            .await
-        {
-            return Err(ErrorData::internal_error(
-                portcullis_core::ErrorCode::StoreUnavailable.message(),
-                None,
-            ));
-        }
-        Ok(result)
-    }
+#[cfg(test)]
+mod tests {
+    use super::template_matches;
 
-    /// A `prompt.get` or `resource.read` event: the prompt name, or a resource URI's SHA-256.
-    async fn content_event(
-        &self,
-        caller: &Caller,
-        kind: &str,
-        upstream: Option<&str>,
-        name: &str,
-        decision: Decision,
-        reason: &str,
-    ) -> bool {
-        let target = if kind == "resource.read" {
-            serde_json::json!({"uri_sha256": hex::encode(Sha256::digest(name.as_bytes()))})
-        } else {
-            let name = self
-                .state
-                .mcp
-                .redactor()
-                .redact_str(name)
-                .map_or_else(|_| "[unscannable]".to_owned(), std::borrow::Cow::into_owned);
-            serde_json::json!({"prompt": name})
-        };
-        let mut data = serde_json::json!({"upstream": upstream});
-        if let (Some(data), serde_json::Value::Object(target)) = (data.as_object_mut(), target) {
-            data.extend(target);
-        }
-        let event = Event::new(kind, decision, reason)
-            .subject(caller.identified.agent.id.clone())
-            .correlation(caller.correlation.as_str())
-            .data(data);
-        self.state.events.emit(event).await.is_ok()
+    #[test]
+    fn templates_match_only_what_they_describe() {
+        assert!(template_matches(
+            "test://template/{id}/data",
+            "test://template/7/data"
+        ));
+        assert!(!template_matches(
+            "test://template/{id}/data",
+            "test://template//data"
+        ));
+        assert!(!template_matches(
+            "test://template/{id}/data",
+            "test://template/a/b/data"
+        ));
+        assert!(template_matches("file:///{+path}", "file:///etc/passwd"));
+        assert!(!template_matches("file:///{path}", "file:///etc/passwd"));
+        assert!(template_matches("test://static", "test://static"));
+        assert!(!template_matches("test://static", "test://static2"));
+        assert!(!template_matches("test://{broken", "test://x"));
+        // Pathological templates fail closed instead of searching forever.
+        let long = "a".repeat(4000);
+        assert!(!template_matches("{+a}{+b}{+c}{+d}b", &long));
     }
 }

@@ -1,0 +1,222 @@
+//! The road's order: every kind crosses exactly its table's stages, in road order, and stops at
+//! the first refusal with its record; the executor never runs for a refused action.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use portcullis_core::request::RequestContext;
+use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, GateKey};
+
+use super::*;
+use crate::config;
+use crate::identity::Identified;
+use crate::testing::{TestGateway, gateway};
+
+const TOKEN: &str = "agent-token-for-road-tests";
+
+async fn setup() -> (TestGateway, Identified) {
+    let text = format!(
+        "[policy]\ndeny = [\"tools:call:up.denied_in\", \"io:egress:tools.sealed\"]\n\
+         [budgets]\nbudgets = []\n\
+         [[agents]]\nid = \"coder\"\ntoken_sha256 = \"{}\"\nallow = [\"tools:*\", \"io:*\"]\n",
+        hex::encode(crate::tokens::sha256(TOKEN))
+    );
+    let config = config::load_str(&text, "test.toml", &Default::default()).unwrap();
+    let gw = gateway(config).await;
+    let identified = gw
+        .state
+        .identity
+        .identify_token(TOKEN, &Default::default())
+        .await
+        .unwrap();
+    (gw, identified)
+}
+
+/// A front that refuses at one chosen stage (or none) and counts executions.
+struct Probe {
+    refuse_at: Option<Stage>,
+    executed: Arc<AtomicUsize>,
+}
+
+impl Probe {
+    fn check(&self, stage: Stage) -> Result<(), Refusal> {
+        match self.refuse_at {
+            Some(at) if at == stage => Err(Refusal::new(stage, ErrorCode::PolicyDenied, "probe")),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Front for Probe {
+    type Output = ();
+
+    fn validate(&mut self, _action: &Action) -> Result<(), Refusal> {
+        self.check(Stage::Validate)
+    }
+
+    fn sanitize_in(&mut self) -> Result<(), Refusal> {
+        self.check(Stage::SanitizeIn)
+    }
+
+    async fn execute(&mut self, _pass: Pass) -> Result<(), Refusal> {
+        self.executed.fetch_add(1, Ordering::SeqCst);
+        self.check(Stage::Execute)
+    }
+
+    fn sanitize_out(&mut self, output: ()) -> Result<(), Refusal> {
+        self.check(Stage::SanitizeOut).map(|()| output)
+    }
+
+    fn record(&self, decision: Decision, reason: &str) -> Event {
+        Event::new("probe", decision, reason)
+    }
+}
+
+/// The action of `kind`, refused at gate in or gate out by policy when asked to.
+fn action(kind: Kind, refuse_at: Option<Stage>) -> Action {
+    let tool = match refuse_at {
+        Some(Stage::GateIn) => "tools:call:up.denied_in",
+        _ => "tools:call:up.ok",
+    };
+    let out = match refuse_at {
+        Some(Stage::GateOut) => "io:egress:tools.sealed",
+        _ => "io:egress:tools.up",
+    };
+    Action {
+        kind,
+        gates_in: vec![GateKey::parse(tool).unwrap()],
+        gates_out: vec![GateKey::parse(out).unwrap()],
+        resource: "up.tool".to_owned(),
+        context: RequestContext::default(),
+        metered: Some(crate::pipeline::Metered::Tool {
+            name: "up.tool".to_owned(),
+        }),
+    }
+}
+
+#[tokio::test]
+async fn every_kind_crosses_its_stages_in_order_and_stops_at_the_first_refusal() {
+    let (gw, identified) = setup().await;
+    let correlation = CorrelationId::generate();
+    for kind in Kind::ALL {
+        let table = kind.stages();
+        assert!(
+            table.windows(2).all(|w| w[0] < w[1]),
+            "{kind:?} out of road order"
+        );
+        assert_eq!(table.first(), Some(&Stage::Identify));
+        assert_eq!(table.last(), Some(&Stage::Record));
+        // Stages a front or the policy can refuse at, and no refusal at all.
+        let refusable = [
+            Stage::GateIn,
+            Stage::Validate,
+            Stage::SanitizeIn,
+            Stage::Execute,
+            Stage::GateOut,
+            Stage::SanitizeOut,
+        ];
+        let cases = refusable
+            .into_iter()
+            .filter(|stage| kind.crosses(*stage))
+            .map(Some)
+            .chain([None]);
+        for refuse_at in cases {
+            let executed = Arc::new(AtomicUsize::new(0));
+            let mut probe = Probe {
+                refuse_at,
+                executed: Arc::clone(&executed),
+            };
+            let ran = run(
+                &gw.state,
+                &identified,
+                action(kind, refuse_at),
+                &mut probe,
+                &correlation,
+            )
+            .await;
+            let (trail, stopped_at) = match ran {
+                Ok(ran) => (ran.trail, None),
+                Err(stopped) => (stopped.trail, Some(stopped.refusal.stage)),
+            };
+            let crossed: Vec<Stage> = trail.stages().collect();
+            let expected: Vec<Stage> = match refuse_at {
+                // Refused before anything ran: the road ends at the refusing stage.
+                Some(at) if at < Stage::Execute => {
+                    table.iter().copied().filter(|s| *s <= at).collect()
+                }
+                // Refused at or after execute: the outcome is still settled and recorded.
+                Some(Stage::Execute) => table
+                    .iter()
+                    .copied()
+                    .filter(|s| *s <= Stage::Execute)
+                    .collect(),
+                Some(Stage::GateOut) => table
+                    .iter()
+                    .copied()
+                    .filter(|s| *s != Stage::SanitizeOut)
+                    .collect(),
+                _ => table.to_vec(),
+            };
+            assert_eq!(crossed, expected, "{kind:?} refused at {refuse_at:?}");
+            assert_eq!(stopped_at, refuse_at, "{kind:?}");
+            let ran_executor = refuse_at.is_none_or(|at| at >= Stage::Execute);
+            assert_eq!(
+                executed.load(Ordering::SeqCst),
+                usize::from(ran_executor),
+                "{kind:?} refused at {refuse_at:?}"
+            );
+        }
+    }
+    // Every action left its record: one `probe` event per case, allow only when nothing refused.
+    let records = gw.store.ledger_page(0, 1000).await.unwrap();
+    let probes: Vec<&str> = records
+        .iter()
+        .filter(|r| r.kind == "probe")
+        .map(|r| r.decision.as_str())
+        .collect();
+    let cases: usize = Kind::ALL
+        .iter()
+        .map(|kind| {
+            1 + [
+                Stage::GateIn,
+                Stage::Validate,
+                Stage::SanitizeIn,
+                Stage::Execute,
+                Stage::GateOut,
+                Stage::SanitizeOut,
+            ]
+            .iter()
+            .filter(|s| kind.crosses(**s))
+            .count()
+        })
+        .sum();
+    assert_eq!(probes.len(), cases);
+    assert_eq!(
+        probes.iter().filter(|d| **d == "allow").count(),
+        Kind::ALL.len()
+    );
+}
+
+#[tokio::test]
+async fn a_metered_kind_without_its_meter_is_refused_at_limit() {
+    let (gw, identified) = setup().await;
+    let executed = Arc::new(AtomicUsize::new(0));
+    let mut probe = Probe {
+        refuse_at: None,
+        executed: Arc::clone(&executed),
+    };
+    let mut unmetered = action(Kind::ToolCall, None);
+    unmetered.metered = None;
+    let stopped = run(
+        &gw.state,
+        &identified,
+        unmetered,
+        &mut probe,
+        &CorrelationId::generate(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(stopped.refusal.stage, Stage::Limit);
+    assert_eq!(stopped.refusal.error.code, ErrorCode::Internal);
+    assert_eq!(executed.load(Ordering::SeqCst), 0);
+}
