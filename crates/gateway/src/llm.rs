@@ -27,7 +27,7 @@ use portcullis_core::request::RequestContext;
 use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, GateKey, MicroUsd};
 use portcullis_llm::{ChatRequest, EmbeddingsRequest, Family, TokenCounter, Usage};
 use portcullis_sanitize::redact::Redactor;
-use portcullis_sanitize::{Counts, Sanitizer, Scope, Vault};
+use portcullis_sanitize::{Counts, EntityType, ProtocolPaths, Sanitizer, Scope, Vault};
 use rand_core::{OsRng, RngCore};
 use serde_json::{Value, json};
 
@@ -48,6 +48,8 @@ pub struct LlmRuntime {
     routes: BTreeMap<String, (usize, String)>,
     sanitizer: Sanitizer,
     redactor: Arc<Redactor>,
+    chat_paths: ProtocolPaths,
+    embeddings_paths: ProtocolPaths,
     tokens: TokenCounter,
     default_max_tokens: u64,
     max_response_bytes: usize,
@@ -116,7 +118,7 @@ impl LlmRuntime {
             .names()
             .filter_map(|name| secrets.get(name).map(|v| v.expose().to_owned()))
             .collect();
-        let redactor = Arc::new(Redactor::new(values)?);
+        let redactor = Arc::new(Redactor::new(values)?.with_token_hashes(token_hashes(config)));
         let mut providers = Vec::new();
         for provider in &config.llm.providers {
             providers.push(Provider::build(provider, secrets)?);
@@ -135,6 +137,8 @@ impl LlmRuntime {
             routes,
             sanitizer,
             redactor,
+            chat_paths: portcullis_llm::request::chat_protocol_paths(),
+            embeddings_paths: portcullis_llm::request::embeddings_protocol_paths(),
             tokens: TokenCounter::new(),
             default_max_tokens: config.llm.default_max_tokens,
             max_response_bytes: usize::try_from(config.llm.max_response_bytes)
@@ -236,6 +240,19 @@ impl Provider {
             None => request,
         }
     }
+}
+
+/// The SHA-256 of every token the configuration knows (the admin token, agents declared by
+/// hash), so that a pasted one is redacted both ways like a configured secret.
+fn token_hashes(config: &Config) -> Vec<[u8; 32]> {
+    let agents = config
+        .agents
+        .iter()
+        .filter_map(|agent| crate::config::parse_sha256_hex(&agent.token_sha256));
+    crate::server::configured_admin_token(config)
+        .into_iter()
+        .chain(agents)
+        .collect()
 }
 
 fn random_key() -> Vec<u8> {
@@ -427,11 +444,13 @@ async fn admit(
     Ok((call, value))
 }
 
-/// Sanitizes every string of `body` except structural keys and records the counts; `Err` is
-/// the answer to give.
+/// Redacts the secrets Portcullis holds (configured values, its tokens) everywhere in `body`,
+/// then sanitizes every string, key and number except at the `protocol` paths, and records the
+/// counts (held secrets count as `secret`); `Err` is the answer to give.
 fn sanitize(
     call: &mut Call,
     runtime: &LlmRuntime,
+    protocol: &ProtocolPaths,
     body: &mut serde_json::Map<String, Value>,
 ) -> Result<Vault, (LlmError, &'static str)> {
     let identified = &call.identified;
@@ -446,14 +465,10 @@ fn sanitize(
     ));
     let mut vault = Vault::new();
     let mut value = Value::Object(std::mem::take(body));
-    let counts = runtime
+    let n_held = runtime.redactor.redact_held_value(&mut value);
+    let mut counts = runtime
         .sanitizer
-        .apply_value(
-            &mut value,
-            &portcullis_llm::request::is_structural,
-            &scope,
-            &mut vault,
-        )
+        .apply_value(&mut value, protocol, &scope, &mut vault)
         .map_err(|err| {
             let reason = err.reason();
             let error = match &err {
@@ -466,6 +481,9 @@ fn sanitize(
         })?;
     if let Value::Object(map) = value {
         *body = map;
+    }
+    for _ in 0..n_held {
+        counts.add(EntityType::Secret);
     }
     call.record.sanitized = counts;
     Ok(vault)
@@ -521,7 +539,7 @@ async fn chat(
     let Some(target) = runtime.resolve(&call.record.model) else {
         return call.refuse(LlmError::new(ErrorCode::NotFound), "llm_model_unknown");
     };
-    let vault = match sanitize(&mut call, &runtime, request.body_mut()) {
+    let vault = match sanitize(&mut call, &runtime, &runtime.chat_paths, request.body_mut()) {
         Ok(vault) => vault,
         Err((err, reason)) => return call.refuse(err, reason),
     };
@@ -589,7 +607,12 @@ async fn embeddings(
     let Some(target) = runtime.resolve(&call.record.model) else {
         return call.refuse(LlmError::new(ErrorCode::NotFound), "llm_model_unknown");
     };
-    if let Err((err, reason)) = sanitize(&mut call, &runtime, request.body_mut()) {
+    if let Err((err, reason)) = sanitize(
+        &mut call,
+        &runtime,
+        &runtime.embeddings_paths,
+        request.body_mut(),
+    ) {
         return call.refuse(err, reason);
     }
     let family = Family::of(&target.model);

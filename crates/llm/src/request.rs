@@ -1,6 +1,7 @@
 //! Chat and embeddings requests: checks, the fields the pipeline reads, and the rewrite before
 //! the provider call. The body stays a JSON object so unknown fields pass through unchanged.
 
+use portcullis_sanitize::ProtocolPaths;
 use serde_json::{Map, Value};
 
 /// Most messages one chat request may carry.
@@ -10,13 +11,41 @@ pub const MAX_INPUTS: usize = 2048;
 /// Longest model name accepted.
 pub const MAX_MODEL_LEN: usize = 256;
 
-/// Keys whose string values are structure, not content: the sanitizer leaves them as they are.
-/// Everything else in a request, at any depth, is scanned.
-pub const STRUCTURAL_KEYS: &[&str] = &["model", "role", "type", "tool_call_id", "id"];
+/// The exact paths of a chat request whose scalars are protocol, not content (patterns of
+/// [`ProtocolPaths`]: `*` is any array index). Everything else, at any depth, object keys and
+/// numbers included, is scanned; a key named `id` or `role` elsewhere is content.
+pub const CHAT_PROTOCOL_PATHS: &[&str] = &[
+    "model",
+    "messages/*/role",
+    "messages/*/content/*/type",
+    "messages/*/tool_call_id",
+    "messages/*/tool_calls/*/id",
+    "messages/*/tool_calls/*/type",
+    "tools/*/type",
+    "response_format/type",
+    "n",
+    "best_of",
+    "max_tokens",
+    "max_completion_tokens",
+    "seed",
+    "temperature",
+    "top_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "top_logprobs",
+];
 
-/// Whether the string under `key` is structure (see [`STRUCTURAL_KEYS`]).
-pub fn is_structural(key: &str) -> bool {
-    STRUCTURAL_KEYS.contains(&key)
+/// The exact paths of an embeddings request whose scalars are protocol.
+pub const EMBEDDINGS_PROTOCOL_PATHS: &[&str] = &["model", "encoding_format", "dimensions"];
+
+/// [`CHAT_PROTOCOL_PATHS`] compiled.
+pub fn chat_protocol_paths() -> ProtocolPaths {
+    ProtocolPaths::new(CHAT_PROTOCOL_PATHS).unwrap_or_default()
+}
+
+/// [`EMBEDDINGS_PROTOCOL_PATHS`] compiled.
+pub fn embeddings_protocol_paths() -> ProtocolPaths {
+    ProtocolPaths::new(EMBEDDINGS_PROTOCOL_PATHS).unwrap_or_default()
 }
 
 /// Why a request body was refused. Never carries a payload value.
@@ -296,6 +325,24 @@ mod tests {
         let (body, limit) = request.into_upstream("m", 256);
         assert_eq!(limit, 40);
         assert!(body.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn protocol_paths_compile_and_are_exact() {
+        use portcullis_sanitize::Step;
+        let chat = chat_protocol_paths();
+        assert_eq!(
+            ProtocolPaths::new(CHAT_PROTOCOL_PATHS).unwrap(),
+            chat,
+            "every pattern compiles"
+        );
+        assert!(chat.matches(&[Step::Key("messages"), Step::Index(0), Step::Key("role")]));
+        assert!(!chat.matches(&[Step::Key("metadata"), Step::Key("id")]));
+        assert!(!chat.matches(&[Step::Key("messages"), Step::Index(0), Step::Key("id")]));
+        assert_eq!(
+            ProtocolPaths::new(EMBEDDINGS_PROTOCOL_PATHS).unwrap(),
+            embeddings_protocol_paths()
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub use config::{
 };
 pub use detect::{CONTEXT_FORMATS, PROVIDER_FORMATS, Span, UNPREFIXED_FORMATS};
 pub use entity::{Counts, EntityType};
+pub use json::{PathError, ProtocolPaths, Step};
 pub use redact::Redactor;
 pub use restore::{Restorer, restore};
 pub use vault::{DEFAULT_VAULT_LIMIT, Scope, Vault};
@@ -198,8 +199,20 @@ impl Sanitizer {
         scope: &Scope,
         vault: &mut Vault,
     ) -> Result<Sanitized, SanitizeError> {
+        self.apply_in(text, "", scope, vault)
+    }
+
+    /// [`Sanitizer::apply`] for a text that is one part of a larger `context` (a JSON
+    /// document's strings): synthetic stand-ins are unique against the context too.
+    pub(crate) fn apply_in(
+        &self,
+        text: &str,
+        context: &str,
+        scope: &Scope,
+        vault: &mut Vault,
+    ) -> Result<Sanitized, SanitizeError> {
         let spans = self.scan(text)?;
-        replace::apply_spans(self, text, &spans, scope, vault)
+        replace::apply_spans(self, text, context, &spans, scope, vault)
     }
 
     /// A keyed MAC over `parts`, each length-prefixed so that boundaries cannot shift.

@@ -1,14 +1,21 @@
-//! Secret redaction of what comes back from upstreams and providers: every configured secret
-//! value (aho-corasick) and every known secret format (this crate's secret detectors).
+//! Secret redaction: every secret Portcullis holds (configured values by aho-corasick, its own
+//! token format `pcl_agent_...`/`pcl_admin_...`, and tokens known only by their SHA-256) and,
+//! on what comes back from upstreams and providers, every known secret format (this crate's
+//! secret detectors).
 //!
 //! [`Redactor::redact_from`] serves streams: it reads earlier text as context, redacts only the
 //! new part, and can keep secrets the caller itself sent (an LLM echoing the agent's own key).
+//! [`Redactor::redact_held_value`] serves requests: it redacts only what Portcullis holds, so
+//! other secret formats meet the sanitizer's strategy instead.
 
 use std::borrow::Cow;
 
 use aho_corasick::{AhoCorasick, MatchKind};
+use regex::Regex;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
+use crate::json::distinct_key;
 use crate::{EntityType, PiiConfig, Sanitizer, Strategy, StrategyTable};
 
 /// What replaces a secret.
@@ -20,6 +27,15 @@ pub const MAX_SCANNED_STRING: usize = 16 << 20;
 /// The sanitizer's HMAC key is only used by the `hash` and `synthetic` strategies, which the
 /// redactor never selects; a fixed key keeps construction infallible in practice.
 const UNUSED_KEY: &[u8; 32] = b"portcullis-redactor-unused-key!!";
+
+/// The prefixes of the tokens Portcullis issues (agents, the generated admin token), followed
+/// by URL-safe base64. A run of at least 16 such characters after a prefix is redacted.
+pub const TOKEN_PREFIXES: &[&str] = &["pcl_agent_", "pcl_admin_"];
+
+/// Shortest run checked against the token hashes ([`Redactor::with_token_hashes`]).
+pub const MIN_HASHED_TOKEN: usize = 8;
+/// Longest run checked against the token hashes (the gateway reads no longer bearer token).
+pub const MAX_HASHED_TOKEN: usize = 512;
 
 /// Why a redactor could not be built or a value could not be proven clean.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +49,8 @@ pub enum RedactError {
 /// Replaces secrets in strings and JSON values. Build once, share freely.
 pub struct Redactor {
     values: Option<AhoCorasick>,
+    own_tokens: Regex,
+    token_hashes: Vec<[u8; 32]>,
     detectors: Sanitizer,
 }
 
@@ -43,6 +61,7 @@ impl std::fmt::Debug for Redactor {
                 "values",
                 &self.values.as_ref().map(AhoCorasick::patterns_len),
             )
+            .field("token_hashes", &self.token_hashes.len())
             .finish_non_exhaustive()
     }
 }
@@ -79,7 +98,136 @@ impl Redactor {
         };
         let detectors = Sanitizer::new(config, UNUSED_KEY)
             .map_err(|err| RedactError::Build(err.to_string()))?;
-        Ok(Self { values, detectors })
+        let prefixes: Vec<String> = TOKEN_PREFIXES.iter().map(|p| regex::escape(p)).collect();
+        let own_tokens = Regex::new(&format!("(?:{})[A-Za-z0-9_-]{{16,}}", prefixes.join("|")))
+            .map_err(|err| RedactError::Build(err.to_string()))?;
+        Ok(Self {
+            values,
+            own_tokens,
+            token_hashes: Vec::new(),
+            detectors,
+        })
+    }
+
+    /// Also redacts every token whose SHA-256 is in `hashes` (agent and admin tokens declared by
+    /// hash). Candidates are runs of `A-Z a-z 0-9 - . _ ~ + / =` of
+    /// [`MIN_HASHED_TOKEN`]..=[`MAX_HASHED_TOKEN`] bytes, also without trailing dots.
+    #[must_use]
+    pub fn with_token_hashes(mut self, hashes: impl IntoIterator<Item = [u8; 32]>) -> Self {
+        self.token_hashes.extend(hashes);
+        self.token_hashes.sort_unstable();
+        self.token_hashes.dedup();
+        self
+    }
+
+    /// Spans of the secrets Portcullis holds: configured values, its own token format and
+    /// hashed tokens. These are never kept, whoever sent them.
+    fn held_cuts(&self, text: &str) -> Vec<(usize, usize)> {
+        let mut cuts: Vec<(usize, usize)> = Vec::new();
+        if let Some(matcher) = &self.values {
+            cuts.extend(matcher.find_iter(text).map(|m| (m.start(), m.end())));
+        }
+        cuts.extend(
+            self.own_tokens
+                .find_iter(text)
+                .map(|m| (m.start(), m.end())),
+        );
+        if !self.token_hashes.is_empty() {
+            cuts.extend(self.hashed_token_cuts(text));
+        }
+        cuts
+    }
+
+    fn hashed_token_cuts(&self, text: &str) -> Vec<(usize, usize)> {
+        let is_token_byte = |b: u8| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+        };
+        let known = |run: &str| {
+            let digest: [u8; 32] = Sha256::digest(run.as_bytes()).into();
+            self.token_hashes.binary_search(&digest).is_ok()
+        };
+        let mut res = Vec::new();
+        let bytes = text.as_bytes();
+        let mut start = 0;
+        while start < bytes.len() {
+            if !bytes.get(start).copied().is_some_and(is_token_byte) {
+                start += 1;
+                continue;
+            }
+            let mut end = start;
+            while bytes.get(end).copied().is_some_and(is_token_byte) {
+                end += 1;
+            }
+            // INVARIANT (char-boundaries): token bytes are ASCII, so a run starts and ends on
+            // char boundaries.
+            if let Some(run) = text.get(start..end) {
+                let trimmed = run.trim_end_matches('.');
+                let hit = [run, trimmed].into_iter().find(|candidate| {
+                    (MIN_HASHED_TOKEN..=MAX_HASHED_TOKEN).contains(&candidate.len())
+                        && known(candidate)
+                });
+                if let Some(hit) = hit {
+                    res.push((start, start + hit.len()));
+                }
+            }
+            start = end;
+        }
+        res
+    }
+
+    /// `text` with the secrets Portcullis holds replaced by [`REDACTED`] (not other secret
+    /// formats: on the request side those meet the sanitizer's strategy), and how many.
+    pub fn redact_held<'a>(&self, text: &'a str) -> (Cow<'a, str>, usize) {
+        let cuts = self.held_cuts(text);
+        if cuts.is_empty() {
+            return (Cow::Borrowed(text), 0);
+        }
+        let (res, n_redacted) = splice(text, 0, cuts);
+        (Cow::Owned(res), n_redacted)
+    }
+
+    /// [`Redactor::redact_held`] over every string, object key and number of `value`, in
+    /// place (keys that become equal are told apart with `#2`, ...); returns how many secrets
+    /// were redacted.
+    pub fn redact_held_value(&self, value: &mut Value) -> usize {
+        let mut n_redacted = 0;
+        let mut stack = vec![value];
+        while let Some(value) = stack.pop() {
+            match value {
+                Value::String(text) => {
+                    if let (Cow::Owned(clean), n) = self.redact_held(text) {
+                        *text = clean;
+                        n_redacted += n;
+                    }
+                }
+                Value::Number(number) => {
+                    if let (Cow::Owned(clean), n) = self.redact_held(&number.to_string()) {
+                        *value = Value::String(clean);
+                        n_redacted += n;
+                    }
+                }
+                Value::Array(items) => stack.extend(items.iter_mut()),
+                Value::Object(object) => {
+                    if object.keys().any(|key| !self.held_cuts(key).is_empty()) {
+                        let old = std::mem::take(object);
+                        for (key, item) in old {
+                            let key = match self.redact_held(&key) {
+                                (Cow::Owned(clean), n) => {
+                                    n_redacted += n;
+                                    clean
+                                }
+                                (Cow::Borrowed(_), _) => key,
+                            };
+                            let key = distinct_key(key, object);
+                            object.insert(key, item);
+                        }
+                    }
+                    stack.extend(object.values_mut());
+                }
+                Value::Null | Value::Bool(_) => {}
+            }
+        }
+        n_redacted
     }
 
     /// `text` with every secret replaced by [`REDACTED`].
@@ -102,41 +250,14 @@ impl Redactor {
         from: usize,
         keep: &dyn Fn(&str) -> bool,
     ) -> Result<(String, usize), RedactError> {
-        let mut cuts: Vec<(usize, usize)> = Vec::new();
-        if let Some(matcher) = &self.values {
-            cuts.extend(matcher.find_iter(text).map(|m| (m.start(), m.end())));
-        }
+        let mut cuts = self.held_cuts(text);
         for span in self.detectors.scan(text)? {
             let value = text.get(span.start..span.end).unwrap_or_default();
             if !keep(value) {
                 cuts.push((span.start, span.end));
             }
         }
-        cuts.retain(|(_, end)| *end > from);
-        cuts.sort_unstable();
-        let tail = text.get(from..).unwrap_or_default();
-        if cuts.is_empty() {
-            return Ok((tail.to_owned(), 0));
-        }
-        let mut res = String::with_capacity(tail.len());
-        let mut cursor = from;
-        let mut n_redacted = 0;
-        for (start, end) in cuts {
-            let start = start.max(from);
-            if end <= cursor {
-                continue;
-            }
-            if start >= cursor {
-                res.push_str(text.get(cursor..start).unwrap_or_default());
-                res.push_str(REDACTED);
-                n_redacted += 1;
-            }
-            // INVARIANT (char-boundaries): detector spans and aho-corasick matches of valid UTF-8
-            // patterns end on char boundaries, and `from` is one (the caller cuts there).
-            cursor = end;
-        }
-        res.push_str(text.get(cursor..).unwrap_or_default());
-        Ok((res, n_redacted))
+        Ok(splice(text, from, cuts))
     }
 
     /// Redacts every string (and object key) in `value` in place; returns how many strings
@@ -164,6 +285,7 @@ impl Redactor {
                         let old = std::mem::take(object);
                         for (key, item) in old {
                             let key = self.redact_str(&key)?.into_owned();
+                            let key = distinct_key(key, object);
                             object.insert(key, item);
                         }
                         changed += 1;
@@ -175,6 +297,37 @@ impl Redactor {
         }
         Ok(changed)
     }
+}
+
+/// `text[from..]` with every cut (byte ranges, any order, may overlap) replaced by
+/// [`REDACTED`], and how many replacements were made; a cut that starts before `from` is
+/// replaced from `from` on.
+fn splice(text: &str, from: usize, mut cuts: Vec<(usize, usize)>) -> (String, usize) {
+    cuts.retain(|(_, end)| *end > from);
+    cuts.sort_unstable();
+    let tail = text.get(from..).unwrap_or_default();
+    if cuts.is_empty() {
+        return (tail.to_owned(), 0);
+    }
+    let mut res = String::with_capacity(tail.len());
+    let mut cursor = from;
+    let mut n_redacted = 0;
+    for (start, end) in cuts {
+        let start = start.max(from);
+        if end <= cursor {
+            continue;
+        }
+        if start >= cursor {
+            res.push_str(text.get(cursor..start).unwrap_or_default());
+            res.push_str(REDACTED);
+            n_redacted += 1;
+        }
+        // INVARIANT (char-boundaries): detector spans, regex matches and aho-corasick matches of
+        // valid UTF-8 patterns end on char boundaries, and `from` is one (the caller cuts there).
+        cursor = end;
+    }
+    res.push_str(text.get(cursor..).unwrap_or_default());
+    (res, n_redacted)
 }
 
 #[cfg(test)]
@@ -218,11 +371,55 @@ mod tests {
     }
 
     #[test]
+    fn portcullis_tokens_and_hashed_tokens_are_held_secrets() {
+        let agent = "pcl_agent_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcde";
+        let declared = "declared-agent-token-42";
+        let digest: [u8; 32] = Sha256::digest(declared.as_bytes()).into();
+        let redactor = Redactor::new(["configured-value-9"])
+            .unwrap()
+            .with_token_hashes([digest]);
+        let text = format!(
+            "a {agent} b \"{declared}\". c configured-value-9 d ghp_abcdefghijklmnopqrstuvwxyz0123456789"
+        );
+        let (clean, n) = redactor.redact_held(&text);
+        assert_eq!(n, 3, "{clean}");
+        assert_eq!(
+            clean,
+            "a [REDACTED_SECRET] b \"[REDACTED_SECRET]\". c [REDACTED_SECRET] d \
+             ghp_abcdefghijklmnopqrstuvwxyz0123456789"
+        );
+        // Response side: held secrets are never kept, even when the caller sent them.
+        let (out, _) = redactor.redact_from(&text, 0, &|_| true).unwrap();
+        assert!(!out.contains(agent) && !out.contains(declared), "{out}");
+        assert!(out.contains("ghp_"), "{out}");
+        // Not a token: too short after the prefix, or another prefix.
+        assert_eq!(redactor.redact_held("pcl_agent_short x").1, 0);
+    }
+
+    #[test]
+    fn held_secrets_in_json_keys_numbers_and_values() {
+        let redactor = Redactor::new(["12345678901", "configured-value-9"]).unwrap();
+        let mut value = json!({
+            "n": 12_345_678_901_u64,
+            "configured-value-9": 1,
+            "[REDACTED_SECRET]": 2,
+            "s": ["x configured-value-9"]
+        });
+        assert_eq!(redactor.redact_held_value(&mut value), 3);
+        assert_eq!(value["n"], "[REDACTED_SECRET]");
+        assert_eq!(value["s"][0], "x [REDACTED_SECRET]");
+        let object = value.as_object().unwrap();
+        assert_eq!(object.len(), 4, "{value}");
+        assert!(object.contains_key("[REDACTED_SECRET]#2"));
+    }
+
+    #[test]
     fn json_values_and_keys_are_walked() {
         let redactor = Redactor::new(["s3cr3t-value-xyz"]).unwrap();
-        let mut value = json!({"a": ["x s3cr3t-value-xyz", {"s3cr3t-value-xyz": 1}], "n": 3});
+        let mut value = json!({"a": ["x s3cr3t-value-xyz", {"s3cr3t-value-xyz": 1, "[REDACTED_SECRET]": 2}], "n": 3});
         let changed = redactor.redact_value(&mut value).unwrap();
         assert_eq!(changed, 2);
         assert!(!value.to_string().contains("s3cr3t-value-xyz"));
+        assert_eq!(value["a"][1].as_object().unwrap().len(), 2, "{value}");
     }
 }

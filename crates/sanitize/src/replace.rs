@@ -17,6 +17,7 @@ const MAX_SYNTHETIC_ATTEMPTS: u32 = 32;
 pub(crate) fn apply_spans(
     sanitizer: &Sanitizer,
     text: &str,
+    context: &str,
     spans: &[Span],
     scope: &Scope,
     vault: &mut Vault,
@@ -34,11 +35,12 @@ pub(crate) fn apply_spans(
         return Err(SanitizeError::Blocked { counts: blocked });
     }
     let mut pending = Pending::default();
-    let mut out = replace_all(sanitizer, text, spans, scope, vault, &mut pending, false);
-    if leaks(text, spans, &out, strategies) {
+    let around = Around { text, context };
+    let mut out = replace_all(sanitizer, around, spans, scope, vault, &mut pending, false);
+    if leaks(text, spans, &out, strategies) || !restores_exactly(text, &out, &pending) {
         // A synthetic value happened to contain a detected one: fall back to labels.
         pending = Pending::default();
-        out = replace_all(sanitizer, text, spans, scope, vault, &mut pending, true);
+        out = replace_all(sanitizer, around, spans, scope, vault, &mut pending, true);
         if leaks(text, spans, &out, strategies) {
             return Err(SanitizeError::Leak);
         }
@@ -65,11 +67,43 @@ struct Pending {
     entries: Vec<(EntityType, String, String)>,
     by_original: HashMap<(EntityType, String), usize>,
     taken: HashMap<String, usize>,
+    /// `(synthetic, original)` of vault values this call placed again.
+    reused: Vec<(String, String)>,
+}
+
+/// Whether restoring `out` with the stand-ins this call placed gives `text` back exactly (a
+/// stand-in next to other text could otherwise be read as another one).
+fn restores_exactly(text: &str, out: &str, pending: &Pending) -> bool {
+    if pending.entries.is_empty() && pending.reused.is_empty() {
+        return true;
+    }
+    let mut used = Vault::with_limit(usize::MAX);
+    for (synthetic, original) in &pending.reused {
+        used.insert_pair(synthetic.clone(), original.clone());
+    }
+    for (entity, original, synthetic) in &pending.entries {
+        used.insert(*entity, original.clone(), synthetic.clone());
+    }
+    crate::restore::restore(&used, out) == text
+}
+
+/// The text being replaced and the larger text it is part of (may be empty).
+#[derive(Clone, Copy)]
+struct Around<'a> {
+    text: &'a str,
+    context: &'a str,
+}
+
+impl Around<'_> {
+    /// Whether `candidate` already appears somewhere a restorer would see it.
+    fn contains(&self, candidate: &str) -> bool {
+        self.text.contains(candidate) || self.context.contains(candidate)
+    }
 }
 
 fn replace_all(
     sanitizer: &Sanitizer,
-    text: &str,
+    around: Around<'_>,
     spans: &[Span],
     scope: &Scope,
     vault: &Vault,
@@ -77,6 +111,7 @@ fn replace_all(
     labels_only: bool,
 ) -> String {
     let strategies = &sanitizer.config().strategies;
+    let text = around.text;
     let mut out = String::with_capacity(text.len() + spans.len() * 8);
     let mut cursor = 0;
     for span in spans {
@@ -94,8 +129,15 @@ fn replace_all(
             _ if labels_only => out.push_str(&redact_label(span.entity)),
             Strategy::Hash => out.push_str(&hash_label(sanitizer, span.entity, original)),
             Strategy::Synthetic => {
-                let value =
-                    synthetic_value(sanitizer, span.entity, original, scope, vault, pending);
+                let value = synthetic_value(
+                    sanitizer,
+                    span.entity,
+                    original,
+                    around,
+                    scope,
+                    vault,
+                    pending,
+                );
                 out.push_str(&value);
             }
         }
@@ -115,11 +157,15 @@ fn synthetic_value(
     sanitizer: &Sanitizer,
     entity: EntityType,
     original: &str,
+    around: Around<'_>,
     scope: &Scope,
     vault: &Vault,
     pending: &mut Pending,
 ) -> String {
     if let Some(existing) = vault.synthetic_for(entity, original) {
+        pending
+            .reused
+            .push((existing.to_owned(), original.to_owned()));
         return existing.to_owned();
     }
     let key = (entity, original.to_owned());
@@ -140,10 +186,14 @@ fn synthetic_value(
         ]);
         let candidate = synthetic::generate(entity, original, seed);
         // INVARIANT (vault-bijective): one synthetic value maps back to exactly one original.
+        // INVARIANT (stand-in-unique): a stand-in appears nowhere in the text it is placed in
+        // or its context, so restoring cannot turn a string that was already there into an
+        // original.
         let clashes = candidate == original
             || candidate.contains(original)
             || vault.original(&candidate).is_some()
-            || pending.taken.contains_key(&candidate);
+            || pending.taken.contains_key(&candidate)
+            || around.contains(&candidate);
         if !clashes {
             pending
                 .taken

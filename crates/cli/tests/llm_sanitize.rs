@@ -1,0 +1,180 @@
+//! End to end, the request side of the LLM front against attacks (issues 16 and 17): what the
+//! fake provider records must hold no personal data at non-protocol paths (object keys, numbers,
+//! `metadata.id`), no configured secret, no Portcullis token; and no ledger record may hold a
+//! caller's secret. One gateway, table-driven rows.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use serde_json::{Value, json};
+use support::llm::FixtureLlm;
+use support::{Gateway, create_agent};
+
+const PROVIDER_KEY: &str = "fixture-provider-key-0451-abcdef";
+const PII_KEY: &str = "pii-key-for-the-llm-tests-0123456789";
+/// A bridge agent declared in the config by the SHA-256 of this token only.
+const DECLARED_TOKEN: &str = "declared-bridge-token-0001-xyz";
+const DECLARED_SHA256: &str = "e9976524914cfbefbf212ad90402fe8be3fcf0012cb97e465a62fbe1d0b80e07";
+
+fn config(provider: &FixtureLlm) -> String {
+    format!(
+        r#"
+[secrets.env]
+fx_key = "LLM_TEST_PROVIDER_KEY"
+pii_key = "LLM_TEST_PII_KEY"
+
+[pii]
+key_secret = "pii_key"
+strategies = {{ email = "synthetic", phone = "synthetic", credit_card = "synthetic", secret = "synthetic" }}
+
+[llm]
+default_max_tokens = 64
+
+[budgets.prices]
+default_model = {{ input_per_1m = "0.15", output_per_1m = "0.60" }}
+
+[[agents]]
+id = "bridge"
+token_sha256 = "{DECLARED_SHA256}"
+allow = ["llm:model:*", "io:egress:chat"]
+
+[[llm.providers]]
+name = "fx"
+base_url = "{origin}/v1"
+api_key_secret = "fx_key"
+models = ["gpt-4o-mini"]
+
+[[llm.routes]]
+alias = "fast"
+provider = "fx"
+model = "gpt-4o-mini"
+"#,
+        origin = provider.origin
+    )
+}
+
+fn chat(text: &str, extra: Value) -> Value {
+    let mut body = json!({"model": "fast", "messages": [{"role": "user", "content": text}]});
+    if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
+        body.extend(extra);
+    }
+    body
+}
+
+/// Posts `body` as `token`; returns the status and the answer.
+async fn post(gateway: &Gateway, token: &str, body: &Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(gateway.url("/v1/chat/completions"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn request_side_sanitizing_reaches_keys_numbers_secrets_and_tokens() {
+    let provider = FixtureLlm::start(&[]).await;
+    let gateway = Gateway::start_with(
+        &config(&provider),
+        &[],
+        &[
+            ("PORTCULLIS_EGRESS_PROXY_BIND", ""),
+            ("PORTCULLIS_EGRESS_DNS_BIND", ""),
+            ("LLM_TEST_PROVIDER_KEY", PROVIDER_KEY),
+            ("LLM_TEST_PII_KEY", PII_KEY),
+        ],
+    )
+    .await;
+    let token = create_agent(&gateway, "coder", &["llm:model:*", "io:egress:chat"]).await;
+    let admin = gateway.admin_token.clone();
+
+    // (row, body, values the provider must never see, whether the echo keeps the original)
+    let rows: Vec<(&str, Value, Vec<String>, bool)> = vec![
+        (
+            "metadata.id and an object key",
+            chat(
+                "hello",
+                json!({"metadata": {"id": "kim.lee@example.net", "sam.poe@example.com": "owner"}}),
+            ),
+            vec!["kim.lee@example.net".into(), "sam.poe@example.com".into()],
+            true,
+        ),
+        (
+            "a card number written as a number",
+            chat(
+                "hello",
+                json!({"metadata": {"card": 4_111_111_111_111_111_u64}}),
+            ),
+            vec!["4111111111111111".into()],
+            true,
+        ),
+        (
+            "a key named like a protocol field at depth",
+            chat(
+                "hello",
+                json!({"metadata": {"role": "ann.roe@example.org", "model": "+1 415-555-0132"}}),
+            ),
+            vec!["ann.roe@example.org".into(), "415-555-0132".into()],
+            true,
+        ),
+        (
+            "an upstream's configured key in a message",
+            chat(&format!("the provider key is {PROVIDER_KEY} ok"), json!({})),
+            vec![PROVIDER_KEY.into()],
+            false,
+        ),
+        (
+            "the caller's own agent token in a message",
+            chat(&format!("my token is {token} ok"), json!({})),
+            vec![token.clone()],
+            false,
+        ),
+        (
+            "the admin token in a message",
+            chat(&format!("admin {admin} ok"), json!({})),
+            vec![admin.clone()],
+            false,
+        ),
+        (
+            "a token declared only by its hash, in a key",
+            chat("hello", json!({"metadata": {DECLARED_TOKEN: "bridge"}})),
+            vec![DECLARED_TOKEN.into()],
+            false,
+        ),
+    ];
+    for (row, body, forbidden, restored) in rows {
+        provider.clear().await;
+        let (status, answer) = post(&gateway, &token, &body).await;
+        assert_eq!(status, 200, "{row}: {answer}");
+        let records = provider.records().await;
+        assert_eq!(records.len(), 1, "{row}");
+        let sent = records[0]["body"].to_string();
+        for value in &forbidden {
+            assert!(
+                !sent.contains(value.as_str()),
+                "{row}: reached the provider: {sent}"
+            );
+        }
+        let echoed = answer["choices"][0]["message"]["content"].as_str().unwrap();
+        if !restored {
+            // Held secrets are redacted, not swapped: nothing brings them back.
+            assert!(sent.contains("[REDACTED_SECRET]"), "{row}: {sent}");
+            for value in &forbidden {
+                assert!(!echoed.contains(value.as_str()), "{row}: {echoed}");
+            }
+        }
+    }
+
+    // The declared bridge agent is still a working caller.
+    let (status, answer) = post(&gateway, DECLARED_TOKEN, &chat("hi", json!({}))).await;
+    assert_eq!(status, 200, "{answer}");
+}
