@@ -31,6 +31,10 @@ pub struct FixtureArgs {
     /// Change `echo`'s description after N tools/list calls.
     #[arg(long, value_name = "N")]
     pub rug_pull_after: Option<u64>,
+    /// Change `echo`'s description after N tools/call calls and tell the client its tools
+    /// changed (`notifications/tools/list_changed`).
+    #[arg(long, value_name = "N")]
+    pub rug_pull_after_calls: Option<u64>,
     /// Also serve the MCP conformance suite's tools, prompts and resources.
     #[arg(long)]
     pub conformance: bool,
@@ -41,6 +45,7 @@ pub fn run(args: FixtureArgs) -> anyhow::Result<ExitCode> {
         root: args.root,
         record: args.record,
         rug_pull_after: args.rug_pull_after,
+        rug_pull_after_calls: args.rug_pull_after_calls,
         conformance: args.conformance,
         clock: Arc::new(portcullis_core::SystemClock),
     })?;

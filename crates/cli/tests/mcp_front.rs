@@ -308,6 +308,50 @@ async fn strict_mode_hides_unpinned_tools_and_quarantines_drift() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rug_pull_the_upstream_announces_is_quarantined_before_the_next_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start(dir.path(), "strict", ", \"--rug-pull-after-calls\", \"1\"").await;
+    wait_for_tools(&gateway).await;
+    let pinned = gateway
+        .cli()
+        .args(["tools", "pin", "--upstream", "fx"])
+        .output()
+        .unwrap();
+    assert!(pinned.status.success());
+    let token = create_agent(&gateway, "alice", &["tools:*", "io:*"]).await;
+    let alice = client(&gateway, &token).await;
+    let first = alice
+        .peer()
+        .call_tool(call("fx.echo", serde_json::json!({"message": "first"})))
+        .await
+        .unwrap();
+    assert_ne!(first.is_error, Some(true));
+    // The upstream changed `echo` and said so; no agent lists tools, yet the gateway re-lists.
+    let mut drifted = false;
+    for _ in 0..200 {
+        let ledger = gateway.admin_get("/admin/ledger?limit=1000").await;
+        if ledger["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "tool.drift")
+        {
+            drifted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(drifted, "the announced rug pull was never detected");
+    let refused = alice
+        .peer()
+        .call_tool(call("fx.echo", serde_json::json!({"message": "second"})))
+        .await;
+    assert!(refused.is_err());
+    let record = recorded(dir.path());
+    assert!(!record.contains("second"), "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meta_catalog_agents_see_only_the_broker_verbs() {
     let dir = tempfile::tempdir().unwrap();
     let gateway = start(dir.path(), "open", "").await;

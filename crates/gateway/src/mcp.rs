@@ -375,12 +375,21 @@ pub async fn pin_current(
     Ok(pinned)
 }
 
-/// Keeps the catalog fresh: lists each upstream every time it (re)connects.
+/// How often the catalog is rebuilt from fresh listings even when no upstream said its tools
+/// changed: the bound on how long a silently changed (rug-pulled) definition can be served.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Keeps the catalog fresh: lists each upstream every time it (re)connects, every time it says
+/// its tools changed (`notifications/tools/list_changed`), and every [`REFRESH_INTERVAL`].
 pub fn spawn_watchers(state: &AppState) {
     for upstream in state.mcp.upstreams.iter() {
         let state = state.clone();
         let mut status = upstream.watch_status();
+        let mut lists = upstream.watch_lists();
         tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REFRESH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.reset();
             loop {
                 let up = matches!(
                     *status.borrow_and_update(),
@@ -389,8 +398,20 @@ pub fn spawn_watchers(state: &AppState) {
                 if up {
                     refresh(&state).await;
                 }
-                if status.changed().await.is_err() {
-                    break;
+                tokio::select! {
+                    changed = status.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                    }
+                    changed = lists.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let generation = *lists.borrow_and_update();
+                        tracing::debug!(generation, "upstream lists changed");
+                    }
+                    _ = tick.tick() => {}
                 }
             }
         });

@@ -33,6 +33,7 @@ fn options() -> FixtureOptions {
         root: None,
         record: None,
         rug_pull_after: None,
+        rug_pull_after_calls: None,
         conformance: false,
         clock: Arc::new(FixedClock),
     }

@@ -163,6 +163,42 @@ pub struct Upstream {
     status: watch::Sender<UpstreamStatus>,
     stop: watch::Sender<bool>,
     log_redactor: Option<Arc<Redactor>>,
+    /// Counts the upstream's `notifications/tools/list_changed` (and prompts, resources).
+    listener: Listener,
+}
+
+/// The client side of an upstream connection: hears the upstream say its lists changed, so the
+/// gateway re-lists at once rather than serve a changed (possibly rug-pulled) definition from
+/// its last listing.
+#[derive(Clone, Debug)]
+struct Listener {
+    changed: Arc<watch::Sender<u64>>,
+}
+
+impl Listener {
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+impl rmcp::ClientHandler for Listener {
+    async fn on_tool_list_changed(&self, _context: rmcp::service::NotificationContext<RoleClient>) {
+        self.bump();
+    }
+
+    async fn on_prompt_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        self.bump();
+    }
+
+    async fn on_resource_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        self.bump();
+    }
 }
 
 impl std::fmt::Debug for Upstream {
@@ -175,7 +211,7 @@ impl std::fmt::Debug for Upstream {
 }
 
 type Connection = (
-    RunningService<RoleClient, ()>,
+    RunningService<RoleClient, Listener>,
     Option<tokio::process::Child>,
 );
 
@@ -192,6 +228,9 @@ impl Upstream {
             status: watch::Sender::new(UpstreamStatus::Starting),
             stop: watch::Sender::new(false),
             log_redactor,
+            listener: Listener {
+                changed: Arc::new(watch::Sender::new(0)),
+            },
         });
         tokio::spawn(Arc::clone(&upstream).supervise());
         upstream
@@ -225,6 +264,12 @@ impl Upstream {
     }
 
     /// A receiver of status changes.
+    /// A receiver that changes each time the upstream says its tools, prompts or resources
+    /// changed (`notifications/*/list_changed`).
+    pub fn watch_lists(&self) -> watch::Receiver<u64> {
+        self.listener.changed.subscribe()
+    }
+
     pub fn watch_status(&self) -> watch::Receiver<UpstreamStatus> {
         self.status.subscribe()
     }
@@ -430,7 +475,7 @@ impl Upstream {
     /// stops; returns why it ended.
     async fn hold(
         &self,
-        running: RunningService<RoleClient, ()>,
+        running: RunningService<RoleClient, Listener>,
         mut child: Option<tokio::process::Child>,
         stop: &mut watch::Receiver<bool>,
     ) -> &'static str {
@@ -502,7 +547,7 @@ impl Upstream {
                         self.log_redactor.clone(),
                     ));
                 }
-                let running = ().serve((stdout, stdin)).await.map_err(|err| {
+                let running = self.listener.clone().serve((stdout, stdin)).await.map_err(|err| {
                     tracing::warn!(upstream = %self.spec.name, error = %err, "upstream handshake failed");
                     "handshake_failed"
                 })?;
@@ -522,7 +567,7 @@ impl Upstream {
                     .max_concurrent_requests(self.spec.max_concurrent.max(1));
                 config.custom_headers = custom;
                 let transport = StreamableHttpClientTransport::from_config(config);
-                let running = ().serve(transport).await.map_err(|err| {
+                let running = self.listener.clone().serve(transport).await.map_err(|err| {
                     tracing::warn!(upstream = %self.spec.name, error = %err, "upstream handshake failed");
                     "handshake_failed"
                 })?;

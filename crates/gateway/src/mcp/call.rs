@@ -239,6 +239,12 @@ fn counts_json(counts: &Counts) -> serde_json::Value {
         .into()
 }
 
+/// Whether a gate-in refusal with `code` hides the item (a policy deny), rather than saying why
+/// (a used-up quota, a store that cannot record the decision).
+pub(super) fn hides(code: ErrorCode) -> bool {
+    matches!(code, ErrorCode::PolicyDenied | ErrorCode::PolicyError)
+}
+
 /// The registry code a rule violation answers with.
 pub(super) fn violation_code(reason: &str) -> ErrorCode {
     portcullis_mcp::REASONS
@@ -379,7 +385,7 @@ impl McpHandler {
                 let refusal = stopped.refusal;
                 match refusal.stage {
                     // A tool the agent may not call answers exactly like one that does not exist.
-                    Stage::GateIn => Err(unknown_tool()),
+                    Stage::GateIn if hides(refusal.error.code) => Err(unknown_tool()),
                     Stage::Execute if refusal.reason == "tool_unknown" => Err(unknown_tool()),
                     Stage::Validate => {
                         let message = front

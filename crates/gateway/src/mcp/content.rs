@@ -709,7 +709,7 @@ impl McpHandler {
             Err(stopped) => {
                 let refusal = stopped.refusal;
                 Err(match refusal.stage {
-                    Stage::GateIn => None,
+                    Stage::GateIn if super::call::hides(refusal.error.code) => None,
                     Stage::Execute => front.upstream_error.take().or_else(|| {
                         Some(ErrorData::internal_error(
                             refusal.error.code.message(),
