@@ -499,7 +499,7 @@ async fn reserve<'r>(
 ) -> Result<(Grant, Target<'r>), (LlmError, &'static str)> {
     let metered = Metered::Llm {
         model: target.model.clone(),
-        input_tokens,
+        input_tokens: portcullis_llm::tokens::reserved_input(input_tokens),
         max_output_tokens,
     };
     let grant = pipeline::limit(&call.state, &call.identified, &metered, &call.correlation)
@@ -512,11 +512,35 @@ async fn reserve<'r>(
         return Ok((grant, target));
     }
     call.record.downgraded = true;
-    let Some(downgraded) = grant.model().and_then(|model| runtime.resolve(model)) else {
+    let name = grant.model().unwrap_or_default().to_owned();
+    let Some(downgraded) = runtime.resolve(&name) else {
         tracing::error!(correlation = %call.correlation, "budget downgrade names no routed model");
         pipeline::release(&call.state, grant, &call.correlation).await;
         return Err((LlmError::new(ErrorCode::Internal), "llm_model_unknown"));
     };
+    // INVARIANT (downgrade-gated): the model a budget downgrades to is called only when the
+    // policy allows it to this agent, like the model asked for (`llm:model:<target>`).
+    let gated = match GateKey::parse(&format!("llm:model:{name}")) {
+        Ok(key) => pipeline::gate(
+            &call.state,
+            &call.identified,
+            key,
+            name,
+            RequestContext::default(),
+            &call.correlation,
+        )
+        .await
+        .map(drop)
+        .map_err(|err| {
+            let reason = err.code.as_str();
+            (LlmError::from(err), reason)
+        }),
+        Err(_) => Err((LlmError::new(ErrorCode::Internal), "llm_model_unknown")),
+    };
+    if let Err(refusal) = gated {
+        pipeline::release(&call.state, grant, &call.correlation).await;
+        return Err(refusal);
+    }
     Ok((grant, downgraded))
 }
 
@@ -545,9 +569,8 @@ async fn chat(
     };
     let family = Family::of(&target.model);
     let input_tokens = runtime.tokens.chat_input(family, request.body());
-    let max_output = request
-        .max_output_tokens()
-        .unwrap_or(runtime.default_max_tokens);
+    // INVARIANT (worst-case-output): every choice may run to the largest limit present.
+    let max_output = request.worst_case_output(runtime.default_max_tokens);
     let (grant, target) = match reserve(&mut call, &runtime, target, input_tokens, max_output).await
     {
         Ok(reserved) => reserved,

@@ -39,6 +39,12 @@ pub const REASONS: &[ReasonInfo] = &[
                   `messages` or `input`, too many messages, token-array input).",
     },
     ReasonInfo {
+        code: "llm_request_unbounded",
+        maps_to: ErrorCode::BadRequest,
+        summary: "The spend cannot be bounded: `n` or `best_of` outside 1..=128, or an output \
+                  token limit above 16,777,216.",
+    },
+    ReasonInfo {
         code: "llm_model_unknown",
         maps_to: ErrorCode::NotFound,
         summary: "No route or provider serves the model asked for.",

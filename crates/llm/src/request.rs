@@ -10,6 +10,11 @@ pub const MAX_MESSAGES: usize = 4096;
 pub const MAX_INPUTS: usize = 2048;
 /// Longest model name accepted.
 pub const MAX_MODEL_LEN: usize = 256;
+/// Most choices (`n`, and `best_of`) one chat request may ask for (OpenAI's own cap on `n`).
+pub const MAX_CHOICES: u64 = 128;
+/// Largest output token limit accepted (`max_tokens`, `max_completion_tokens`); a larger one
+/// cannot be reserved meaningfully and is refused.
+pub const MAX_OUTPUT_TOKENS: u64 = 1 << 24;
 
 /// The exact paths of a chat request whose scalars are protocol, not content (patterns of
 /// [`ProtocolPaths`]: `*` is any array index). Everything else, at any depth, object keys and
@@ -63,12 +68,17 @@ pub enum RequestError {
     Input,
     #[error("`{0}` has the wrong type")]
     Field(&'static str),
+    #[error("`{0}` is out of the range whose spend can be reserved")]
+    Unbounded(&'static str),
 }
 
 impl RequestError {
     /// The reason code (listed in [`crate::REASONS`]).
     pub const fn reason(&self) -> &'static str {
-        "llm_request_invalid"
+        match self {
+            RequestError::Unbounded(_) => "llm_request_unbounded",
+            _ => "llm_request_invalid",
+        }
     }
 }
 
@@ -79,6 +89,7 @@ pub struct ChatRequest {
     model: String,
     stream: bool,
     max_output_tokens: Option<u64>,
+    choices: u64,
 }
 
 impl std::fmt::Debug for ChatRequest {
@@ -87,13 +98,15 @@ impl std::fmt::Debug for ChatRequest {
             .field("model", &self.model)
             .field("stream", &self.stream)
             .field("max_output_tokens", &self.max_output_tokens)
+            .field("choices", &self.choices)
             .finish_non_exhaustive()
     }
 }
 
 impl ChatRequest {
     /// Checks `body`: a JSON object with a model, a non-empty list of messages each with a
-    /// string role, a boolean `stream` and integer token limits when present.
+    /// string role, a boolean `stream`, integer token limits up to [`MAX_OUTPUT_TOKENS`] and
+    /// `n`/`best_of` in `1..=`[`MAX_CHOICES`] when present.
     pub fn parse(body: Value) -> Result<Self, RequestError> {
         let Value::Object(body) = body else {
             return Err(RequestError::NotObject);
@@ -115,15 +128,20 @@ impl ChatRequest {
             Some(Value::Bool(flag)) => *flag,
             Some(_) => return Err(RequestError::Field("stream")),
         };
+        // INVARIANT (worst-case-output): the provider may honour either limit, so the largest
+        // one present bounds each choice.
         let mut max_output_tokens = None;
         for key in ["max_completion_tokens", "max_tokens"] {
-            match body.get(key) {
-                None | Some(Value::Null) => {}
-                Some(value) => {
-                    let limit = value.as_u64().ok_or(RequestError::Field(key))?;
-                    max_output_tokens =
-                        Some(max_output_tokens.map_or(limit, |m: u64| m.min(limit)));
-                }
+            if let Some(limit) = integer(&body, key, MAX_OUTPUT_TOKENS)? {
+                max_output_tokens = Some(max_output_tokens.map_or(limit, |m: u64| m.max(limit)));
+            }
+        }
+        let mut choices: u64 = 1;
+        for key in ["n", "best_of"] {
+            match integer(&body, key, MAX_CHOICES)? {
+                Some(0) => return Err(RequestError::Unbounded(key)),
+                Some(n) => choices = choices.saturating_mul(n),
+                None => {}
             }
         }
         Ok(Self {
@@ -131,6 +149,7 @@ impl ChatRequest {
             model,
             stream,
             max_output_tokens,
+            choices,
         })
     }
 
@@ -143,9 +162,22 @@ impl ChatRequest {
         self.stream
     }
 
-    /// `max_completion_tokens` or `max_tokens` (the smaller when both are set).
+    /// `max_completion_tokens` or `max_tokens` (the larger when both are set).
     pub fn max_output_tokens(&self) -> Option<u64> {
         self.max_output_tokens
+    }
+
+    /// How many completions the provider may bill: `n` times `best_of` (each 1 when absent).
+    pub fn choices(&self) -> u64 {
+        self.choices
+    }
+
+    /// The most output tokens the provider may bill: [`ChatRequest::choices`] times the
+    /// output limit in force (`default_max_tokens` when the request sets none, which
+    /// [`ChatRequest::into_upstream`] then sends).
+    pub fn worst_case_output(&self, default_max_tokens: u64) -> u64 {
+        self.choices
+            .saturating_mul(self.max_output_tokens.unwrap_or(default_max_tokens))
     }
 
     /// The body, for sanitizing in place and token estimates.
@@ -250,6 +282,23 @@ impl EmbeddingsRequest {
     }
 }
 
+/// The integer at `key`, when present; a non-integer is the wrong type, one above `max` cannot
+/// be bounded.
+fn integer(
+    body: &Map<String, Value>,
+    key: &'static str,
+    max: u64,
+) -> Result<Option<u64>, RequestError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => match value.as_u64() {
+            Some(n) if n <= max => Ok(Some(n)),
+            Some(_) => Err(RequestError::Unbounded(key)),
+            None => Err(RequestError::Field(key)),
+        },
+    }
+}
+
 fn model_of(body: &Map<String, Value>) -> Result<String, RequestError> {
     body.get("model")
         .and_then(Value::as_str)
@@ -321,10 +370,49 @@ mod tests {
             "max_tokens": 50, "max_completion_tokens": 40
         }))
         .unwrap();
-        assert_eq!(request.max_output_tokens(), Some(40));
+        assert_eq!(request.max_output_tokens(), Some(50));
         let (body, limit) = request.into_upstream("m", 256);
-        assert_eq!(limit, 40);
+        assert_eq!(limit, 50);
         assert!(body.get("stream_options").is_none());
+    }
+
+    #[track_caller]
+    fn check_worst_case(extra: Value, expected: Result<u64, RequestError>) {
+        let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+        if let (Value::Object(body), Value::Object(extra)) = (&mut body, extra) {
+            body.extend(extra);
+        }
+        let res = ChatRequest::parse(body).map(|request| request.worst_case_output(64));
+        assert_eq!(res, expected);
+    }
+
+    #[test]
+    fn worst_case_output_counts_every_choice_at_the_largest_limit() {
+        check_worst_case(json!({}), Ok(64));
+        check_worst_case(json!({"n": 50}), Ok(50 * 64));
+        check_worst_case(json!({"n": 50, "max_tokens": 200}), Ok(10_000));
+        check_worst_case(
+            json!({"n": 50, "max_tokens": 10, "max_completion_tokens": 200}),
+            Ok(10_000),
+        );
+        check_worst_case(json!({"n": 2, "best_of": 3, "max_tokens": 10}), Ok(60));
+        check_worst_case(json!({"n": null, "max_tokens": 7}), Ok(7));
+        check_worst_case(json!({"n": 0}), Err(RequestError::Unbounded("n")));
+        check_worst_case(json!({"n": 129}), Err(RequestError::Unbounded("n")));
+        check_worst_case(
+            json!({"best_of": 1000}),
+            Err(RequestError::Unbounded("best_of")),
+        );
+        check_worst_case(
+            json!({"max_tokens": MAX_OUTPUT_TOKENS + 1}),
+            Err(RequestError::Unbounded("max_tokens")),
+        );
+        check_worst_case(json!({"n": 1.5}), Err(RequestError::Field("n")));
+        check_worst_case(json!({"n": "2"}), Err(RequestError::Field("n")));
+        assert_eq!(
+            RequestError::Unbounded("n").reason(),
+            "llm_request_unbounded"
+        );
     }
 
     #[test]

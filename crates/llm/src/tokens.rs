@@ -7,8 +7,13 @@
 //! English prose (about four characters a token) so that reservations err high.
 //!
 //! A chat prompt costs, like OpenAI's published recipe, 3 tokens per message plus the tokens of
-//! every string in it, plus 3 for the reply's priming; tool definitions and other request fields
-//! count by the tokens of their JSON text.
+//! every string in it, plus 3 for the reply's priming, plus [`IMAGE_TOKENS`] per image part;
+//! tool definitions and other request fields count by the tokens of their JSON text.
+//!
+//! A budget reserves [`reserved_input`] of an estimate: the estimate plus 10% plus
+//! [`INPUT_SLACK`] tokens. That bounds how far the provider's reported input may exceed what was
+//! reserved (the estimate's error: chat formatting the recipe does not know, names, tool
+//! schemas rendered otherwise).
 
 use std::sync::OnceLock;
 
@@ -20,6 +25,19 @@ use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
 pub const PER_MESSAGE: u64 = 3;
 /// Tokens added once per chat prompt (the reply's priming).
 pub const PER_PROMPT: u64 = 3;
+/// Tokens counted per image content part: OpenAI bills at most 85 + 170 x 8 tiles = 1,445
+/// for one image at high detail.
+pub const IMAGE_TOKENS: u64 = 1_445;
+/// Tokens added to every reserved input estimate, beyond its 10%.
+pub const INPUT_SLACK: u64 = 32;
+
+/// What a budget reserves for an input `estimate`: `estimate + ceil(estimate / 10) +`
+/// [`INPUT_SLACK`].
+pub fn reserved_input(estimate: u64) -> u64 {
+    estimate
+        .saturating_add(estimate.div_ceil(10))
+        .saturating_add(INPUT_SLACK)
+}
 
 /// How a model's text is counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +130,8 @@ impl TokenCounter {
                     for message in messages {
                         total = total
                             .saturating_add(PER_MESSAGE)
-                            .saturating_add(self.strings(family, message));
+                            .saturating_add(self.strings(family, message))
+                            .saturating_add(IMAGE_TOKENS.saturating_mul(images(message)));
                     }
                 }
                 ("tools" | "functions" | "response_format", value) => {
@@ -138,6 +157,18 @@ impl TokenCounter {
         }
         total
     }
+}
+
+/// How many image parts a message's content holds.
+fn images(message: &Value) -> u64 {
+    let parts = message.get("content").and_then(Value::as_array);
+    let n_images = parts.map_or(0, |parts| {
+        parts
+            .iter()
+            .filter(|part| part.get("type").and_then(Value::as_str) == Some("image_url"))
+            .count()
+    });
+    u64::try_from(n_images).unwrap_or(u64::MAX)
 }
 
 /// `ceil(bytes / 3)`.
@@ -171,5 +202,26 @@ mod tests {
         let body = body.as_object().cloned().unwrap_or_default();
         // 3 (prompt) + 3 (message) + "user" (1) + "hello world" (2).
         assert_eq!(counter.chat_input(Family::O200k, &body), 9);
+    }
+
+    #[test]
+    fn images_count_their_billed_bound_and_reservations_add_a_margin() {
+        let counter = TokenCounter::new();
+        let body = json!({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.invalid/a.png"}},
+            {"type": "text", "text": "hello world"}
+        ]}]});
+        let body = body.as_object().cloned().unwrap_or_default();
+        let without = json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "hello world"}
+        ]}]});
+        let without = without.as_object().cloned().unwrap_or_default();
+        let extra =
+            counter.chat_input(Family::O200k, &body) - counter.chat_input(Family::O200k, &without);
+        assert!(extra >= IMAGE_TOKENS, "{extra}");
+        assert_eq!(reserved_input(0), INPUT_SLACK);
+        assert_eq!(reserved_input(100), 100 + 10 + INPUT_SLACK);
+        assert_eq!(reserved_input(101), 101 + 11 + INPUT_SLACK);
+        assert_eq!(reserved_input(u64::MAX), u64::MAX);
     }
 }
