@@ -225,6 +225,17 @@ pub fn audit(config: &Config, facts: &HostFacts) -> Vec<Check> {
         ),
     }
 
+    let unmatched_rules = crate::config::mcp::rule_warnings(config);
+    if unmatched_rules.is_empty() {
+        check(
+            "tool_rules",
+            Status::Pass,
+            "every argument rule and risk entry names an enabled upstream".into(),
+        );
+    } else {
+        check("tool_rules", Status::Warn, unmatched_rules.join("; "));
+    }
+
     match facts.effective_uid {
         Some(0) => check(
             "not_root",
