@@ -9,7 +9,7 @@ use clap::Subcommand;
 use portcullis_core::Clock as _;
 use portcullis_egress::{FixtureResolver, Resolver, SystemResolver};
 use portcullis_gateway::config;
-use portcullis_gateway::egress::{PreviewRequest, preview};
+use portcullis_gateway::egress::{PreviewGate, PreviewRequest, anonymous_subject, preview};
 use portcullis_netpolicy::{DnsFixture, EgressPolicy};
 
 use crate::admin_client::{AdminClient, ServerArgs};
@@ -25,6 +25,10 @@ pub enum EgressCommand {
         config: Option<PathBuf>,
         #[arg(long)]
         project: Option<String>,
+        /// Decide the policy engine's `net:*` keys for this agent declared in the configuration
+        /// (its allowlist, roles, tags and project); without it, for the anonymous subject.
+        #[arg(long)]
+        agent: Option<String>,
         /// JSON object mapping names to {"A":[...],"AAAA":[...]} or {"rcode":"NXDOMAIN"}; no real
         /// lookup is made.
         #[arg(long)]
@@ -74,6 +78,7 @@ pub fn run(cmd: EgressCommand) -> anyhow::Result<ExitCode> {
         target,
         config: path,
         project,
+        agent,
         dns_fixture,
         connect,
     } = cmd;
@@ -89,15 +94,48 @@ pub fn run(cmd: EgressCommand) -> anyhow::Result<ExitCode> {
         }
         None => Arc::new(SystemResolver::from_system()?),
     };
+    let (_, engine) = portcullis_gateway::policy::build_from_config(&config).map_err(|issues| {
+        let lines: Vec<String> = issues.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("the policy does not load:\n  {}", lines.join("\n  "))
+    })?;
+    let (subject, allow) = match agent {
+        Some(id) => {
+            let declared = config
+                .agents
+                .iter()
+                .find(|declared| declared.id == id)
+                .with_context(|| format!("agent `{id}` is not declared in the configuration"))?;
+            let allow = portcullis_gateway::policy::config_allowlists(&config)
+                .remove(&id)
+                .unwrap_or_default();
+            let subject = portcullis_core::Subject {
+                agent: id,
+                project: declared.project.clone(),
+                roles: declared.roles.clone(),
+                tags: declared.tags.clone(),
+                ..portcullis_core::Subject::default()
+            };
+            (subject, allow)
+        }
+        None => (anonymous_subject(project.clone()), Vec::new()),
+    };
+    let project = subject.project.clone().or(project);
     let request = PreviewRequest {
         target,
         connect,
         project,
     };
-    let result = runtime()?.block_on(preview(
+    let policy_state = portcullis_gateway::egress::offline_policy_state();
+    let gate = PreviewGate {
+        engine: &engine,
+        state: &policy_state,
+        subject,
+        allow: &allow,
+    };
+    let (result, _events) = runtime()?.block_on(preview(
         &policy,
         &request,
-        None,
+        &gate,
         &[],
         portcullis_core::SystemClock.now(),
         resolver.as_ref(),

@@ -80,8 +80,17 @@ async fn proxy_preview_and_leases_through_the_real_gateway() {
         r#"{"svc.test":{"A":["127.0.0.2"]},"other.test":{"A":["127.0.0.2"]}}"#,
     )
     .unwrap();
+    // The CLI's offline preview decides for the anonymous subject: this Cedar policy lets it
+    // reach every `net:*` key, so its answer equals the agent's.
+    let cedar = dir.path().join("anonymous.cedar");
+    std::fs::write(
+        &cedar,
+        "permit (principal == Portcullis::Agent::\"@anonymous\", action, resource);\n",
+    )
+    .unwrap();
     let config = format!(
-        "[egress]\nposture = \"allowlist\"\nallow = [\"svc.test:{port}\"]\nallow_cidrs = [\"127.0.0.2/32\"]\n"
+        "[policy]\ncedar_files = [{cedar:?}]\n\n[egress]\nposture = \"allowlist\"\nallow = [\"svc.test:{port}\"]\nallow_cidrs = [\"127.0.0.2/32\"]\n",
+        cedar = cedar.to_str().unwrap(),
     );
     let gateway = Gateway::start_with(
         &config,
@@ -98,7 +107,7 @@ async fn proxy_preview_and_leases_through_the_real_gateway() {
     let token = {
         let output = gateway
             .cli()
-            .args(["agent", "token", "create", "fetcher"])
+            .args(["agent", "token", "create", "fetcher", "--allow", "net:*"])
             .output()
             .unwrap();
         assert!(

@@ -118,7 +118,10 @@ async fn killswitch_refuses_every_front_survives_restart_and_lifts() {
         ("PORTCULLIS_EGRESS_DNS_BIND", ""),
     ];
     let gateway = Gateway::start_with(&config, &args, &envs).await;
-    let token = cli_ok(&gateway, &["agent", "token", "create", "fetcher"]);
+    let token = cli_ok(
+        &gateway,
+        &["agent", "token", "create", "fetcher", "--allow", "net:*"],
+    );
     let user = format!("fetcher:{token}");
     let url = format!("http://svc.test:{port}/");
     let open = vec![(200, String::new()); 3];

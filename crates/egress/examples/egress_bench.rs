@@ -23,10 +23,11 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use portcullis_core::SystemClock;
+use portcullis_core::{ErrorCode, SystemClock};
 use portcullis_egress::{
-    Caller, CloseRecord, Credential, DecisionRecord, EgressEvents, FixtureResolver, PolicyHandle,
-    ProxyAuth, ProxyDeps, ProxyLimits, StaticLeases, run_proxy,
+    Caller, CloseRecord, Credential, DecisionRecord, EgressEvents, EgressGate, FixtureResolver,
+    GateRequest, PolicyHandle, ProxyAuth, ProxyDeps, ProxyLimits, RecordError, StaticLeases,
+    run_proxy,
 };
 use portcullis_netpolicy::{DnsFixture, EgressConfig, EgressPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -118,10 +119,22 @@ impl ProxyAuth for BenchAuth {
                 Some(Caller {
                     agent: AGENT.into(),
                     project: None,
+                    gate: Arc::new(OpenGate),
                 })
             }
             _ => None,
         }
+    }
+}
+
+/// The bench measures the proxy alone: its policy gate allows every key.
+#[derive(Debug)]
+struct OpenGate;
+
+#[async_trait]
+impl EgressGate for OpenGate {
+    async fn decide(&self, _request: GateRequest<'_>) -> Result<(), ErrorCode> {
+        Ok(())
     }
 }
 
@@ -133,8 +146,9 @@ struct CountingEvents {
 
 #[async_trait]
 impl EgressEvents for CountingEvents {
-    async fn decision(&self, _record: DecisionRecord) {
+    async fn decision(&self, _record: DecisionRecord) -> Result<(), RecordError> {
         self.decisions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn close(&self, _record: CloseRecord) {

@@ -8,16 +8,47 @@ use std::time::Duration;
 use async_trait::async_trait;
 use portcullis_core::clock::Clock;
 use portcullis_core::error::ErrorCode;
-use portcullis_netpolicy::{EgressPolicy, Lease};
+use portcullis_netpolicy::{EgressPolicy, GateKeys, Lease};
 
 use crate::resolver::Resolver;
 
-/// An authenticated agent and its project.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An authenticated agent, its project, and the policy gate that decides for it.
+#[derive(Clone, Debug)]
 pub struct Caller {
     pub agent: String,
     pub project: Option<String>,
+    /// Decides this caller's `net:*` gate keys (the gateway's policy engine, for this agent).
+    pub gate: Arc<dyn EgressGate>,
 }
+
+/// What the policy engine is asked about one target, after the posture allowed it.
+#[derive(Clone, Copy, Debug)]
+pub struct GateRequest<'a> {
+    pub surface: Surface,
+    /// The project the decision is for: the agent's, or for the DNS guard the client's
+    /// (`egress.dns_clients`), `None` when unmapped.
+    pub project: Option<&'a str>,
+    /// The canonical host (the request's resource) and its `net:*` keys, all of which must allow.
+    pub keys: &'a GateKeys,
+    /// From `X-Request-Id` when well formed; the gateway generates one otherwise.
+    pub correlation_id: Option<&'a str>,
+}
+
+/// The gateway's policy engine, asked after the posture check: every key of the target must
+/// allow (a deny from any layer wins over the posture's allow rules and leases). Each decision
+/// is recorded by the gateway; an allow that cannot be recorded durably is refused.
+#[async_trait]
+pub trait EgressGate: Send + Sync + fmt::Debug {
+    /// `Ok(())` when every key allows and the decisions are recorded; else the registry code to
+    /// refuse with (`policy_denied`, `rate_limited`, `policy_error`, `killswitch_engaged`,
+    /// `store_unavailable`).
+    async fn decide(&self, request: GateRequest<'_>) -> Result<(), ErrorCode>;
+}
+
+/// An egress record that could not be made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the egress record could not be made durable")]
+pub struct RecordError;
 
 impl Caller {
     /// The borrowed form the decision function takes.
@@ -76,6 +107,8 @@ pub enum Surface {
     Http,
     /// A CONNECT tunnel.
     Connect,
+    /// A DNS-guard answer.
+    Dns,
 }
 
 impl Surface {
@@ -83,6 +116,7 @@ impl Surface {
         match self {
             Surface::Http => "http",
             Surface::Connect => "connect",
+            Surface::Dns => "dns",
         }
     }
 }
@@ -133,7 +167,9 @@ pub struct CloseRecord {
 /// Where the proxy sends its egress ledger records; implemented by the gateway.
 #[async_trait]
 pub trait EgressEvents: Send + Sync + fmt::Debug {
-    async fn decision(&self, record: DecisionRecord);
+    /// Records a decision. For an allow, `Err` means the record is not durable and the proxy
+    /// refuses the connection (`store_unavailable`); for a deny it is only logged.
+    async fn decision(&self, record: DecisionRecord) -> Result<(), RecordError>;
     async fn close(&self, record: CloseRecord);
 }
 
@@ -254,14 +290,16 @@ impl Default for DnsLimits {
     }
 }
 
-/// Everything the DNS guard needs. DNS carries no credential, so the guard answers with the
-/// posture of one `project` (the global one when `None`) and that project's leases.
+/// Everything the DNS guard needs. DNS carries no credential: the guard answers a client with
+/// the posture and leases of the project its address maps to (`EgressPolicy::dns_project`,
+/// the global posture when unmapped), and asks `gate` as an anonymous subject of that project.
 #[derive(Clone, Debug)]
 pub struct DnsDeps {
     pub policy: Arc<PolicyHandle>,
     pub resolver: Arc<dyn Resolver>,
     pub leases: Arc<dyn LeaseSource>,
     pub clock: Arc<dyn Clock>,
-    pub project: Option<String>,
+    /// The policy engine for anonymous DNS clients (kill switch included).
+    pub gate: Arc<dyn EgressGate>,
     pub limits: DnsLimits,
 }

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
-use portcullis_netpolicy::{DnsCheck, check_dns_name, filter_answers};
+use portcullis_netpolicy::{DnsCheck, Host, check_dns_name, filter_answers};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::deps::DnsDeps;
+use crate::deps::{DnsDeps, GateRequest, Surface};
 use crate::reason::ProxyReason;
 use crate::resolver::LookupError;
 
@@ -63,7 +63,7 @@ async fn serve_udp(deps: Arc<DnsDeps>, socket: Arc<UdpSocket>) {
         let socket = Arc::clone(&socket);
         tasks.spawn(async move {
             let _permit = permit;
-            if let Some(reply) = answer(&deps, &packet, true).await {
+            if let Some(reply) = answer(&deps, &packet, peer.ip(), true).await {
                 let _ = socket.send_to(&reply, peer).await;
             }
         });
@@ -77,9 +77,9 @@ async fn serve_tcp(deps: Arc<DnsDeps>, listener: TcpListener) {
         let Ok(permit) = Arc::clone(&clients).acquire_owned().await else {
             return;
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::debug!(%error, "dns guard tcp accept failed");
                     continue;
@@ -90,13 +90,13 @@ async fn serve_tcp(deps: Arc<DnsDeps>, listener: TcpListener) {
         let deps = Arc::clone(&deps);
         tasks.spawn(async move {
             let _permit = permit;
-            serve_tcp_client(&deps, stream).await;
+            serve_tcp_client(&deps, stream, peer.ip()).await;
         });
     }
 }
 
 /// Length-prefixed messages (RFC 1035 4.2.2) until the client goes quiet or away.
-async fn serve_tcp_client(deps: &DnsDeps, mut stream: TcpStream) {
+async fn serve_tcp_client(deps: &DnsDeps, mut stream: TcpStream, peer: IpAddr) {
     let idle = deps.limits.tcp_idle_timeout;
     loop {
         let Ok(Ok(len)) = tokio::time::timeout(idle, stream.read_u16()).await else {
@@ -106,7 +106,7 @@ async fn serve_tcp_client(deps: &DnsDeps, mut stream: TcpStream) {
         let Ok(Ok(_)) = tokio::time::timeout(idle, stream.read_exact(&mut packet)).await else {
             return;
         };
-        let Some(reply) = answer(deps, &packet, false).await else {
+        let Some(reply) = answer(deps, &packet, peer, false).await else {
             return;
         };
         let Ok(reply_len) = u16::try_from(reply.len()) else {
@@ -121,8 +121,14 @@ async fn serve_tcp_client(deps: &DnsDeps, mut stream: TcpStream) {
     }
 }
 
-/// The reply to one query, or `None` for a message that gets no reply (a response, say).
-pub(crate) async fn answer(deps: &DnsDeps, packet: &[u8], udp: bool) -> Option<Vec<u8>> {
+/// The reply to one query from `peer`, or `None` for a message that gets no reply (a response,
+/// say).
+pub(crate) async fn answer(
+    deps: &DnsDeps,
+    packet: &[u8],
+    peer: IpAddr,
+    udp: bool,
+) -> Option<Vec<u8>> {
     let request = match Message::from_vec(packet) {
         Ok(request) => request,
         Err(_) => {
@@ -146,7 +152,7 @@ pub(crate) async fn answer(deps: &DnsDeps, packet: &[u8], udp: bool) -> Option<V
         edns.set_max_payload(u16::try_from(MAX_UDP_PAYLOAD).unwrap_or(u16::MAX));
         response.set_edns(edns);
     }
-    let (rcode, answers) = resolve(deps, &request).await;
+    let (rcode, answers) = resolve(deps, &request, peer).await;
     response.metadata.response_code = rcode;
     response.add_queries(request.queries.iter().cloned());
     response.add_answers(answers);
@@ -163,7 +169,7 @@ pub(crate) async fn answer(deps: &DnsDeps, packet: &[u8], udp: bool) -> Option<V
 }
 
 /// The decision for one message: the response code and the answer records.
-async fn resolve(deps: &DnsDeps, request: &Message) -> (ResponseCode, Vec<Record>) {
+async fn resolve(deps: &DnsDeps, request: &Message, peer: IpAddr) -> (ResponseCode, Vec<Record>) {
     if request.metadata.op_code != OpCode::Query {
         return (ResponseCode::NotImp, Vec::new());
     }
@@ -189,7 +195,7 @@ async fn resolve(deps: &DnsDeps, request: &Message) -> (ResponseCode, Vec<Record
     let now = deps.clock.now();
     let caller = portcullis_netpolicy::Caller {
         agent: None,
-        project: deps.project.as_deref(),
+        project: policy.dns_project(peer),
     };
     let name = query.name().to_ascii();
     let allowed = match check_dns_name(&policy, &name, &caller, &leases, now) {
@@ -200,6 +206,22 @@ async fn resolve(deps: &DnsDeps, request: &Message) -> (ResponseCode, Vec<Record
             return (ResponseCode::Refused, Vec::new());
         }
     };
+    // INVARIANT (gate-before-lookup): the policy engine (and the kill switch) decide as an
+    // anonymous subject of the client's project before the name reaches the resolver.
+    let keys = policy.gate_keys(&Host::Name(allowed.name.clone()), None);
+    let gated = deps
+        .gate
+        .decide(GateRequest {
+            surface: Surface::Dns,
+            project: caller.project,
+            keys: &keys,
+            correlation_id: None,
+        })
+        .await;
+    if let Err(code) = gated {
+        tracing::debug!(reason = code.as_str(), "dns guard refused");
+        return (ResponseCode::Refused, Vec::new());
+    }
     let found = match deps.resolver.lookup(allowed.name.as_str()).await {
         Ok(found) => found,
         Err(LookupError::NxDomain) => return (ResponseCode::NXDomain, Vec::new()),

@@ -11,7 +11,9 @@
 //! [`portcullis_core::Clock`] and `tokio::time`).
 //!
 //! Invariants:
-//! - Every target goes through `decide`; a denied name is never looked up.
+//! - Every target goes through `decide`, then the gateway's policy gate ([`EgressGate`]) on its
+//!   `net:host:`, `net:domain:` and `net:port:` keys; a name either denies is never looked up.
+//! - An allowed connection is dialed only after its decision record is durable.
 //! - One lookup per request, and the address dialed is exactly the one `vet` picked from it.
 //! - `Proxy-Authorization` and every other `Proxy-*` or hop-by-hop header never reach a target.
 //! - The DNS guard answers only A/AAAA for names `check_dns_name` allows, with only the answers
@@ -30,8 +32,9 @@ mod splice;
 mod upstream;
 
 pub use deps::{
-    Caller, CloseRecord, Credential, DecisionRecord, DnsDeps, DnsLimits, EgressEvents, LeaseSource,
-    PolicyHandle, ProxyAuth, ProxyDeps, ProxyLimits, RecordHead, StaticLeases, Surface,
+    Caller, CloseRecord, Credential, DecisionRecord, DnsDeps, DnsLimits, EgressEvents, EgressGate,
+    GateRequest, LeaseSource, PolicyHandle, ProxyAuth, ProxyDeps, ProxyLimits, RecordError,
+    RecordHead, StaticLeases, Surface,
 };
 pub use dns::{MAX_UDP_QUERY, run_dns_guard};
 pub use proxy::{MAX_AUTH_LEN, MAX_RECORDED_TARGET, run_proxy};

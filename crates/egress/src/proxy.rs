@@ -16,14 +16,18 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use portcullis_core::CorrelationId;
-use portcullis_netpolicy::{Grant, Phase1, Phase2, Reason, TargetRequest, decide, vet};
+use portcullis_core::error::ErrorCode;
+use portcullis_netpolicy::{
+    GateKeys, Grant, Host, Phase1, Phase2, Reason, TargetRequest, decide, vet,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::deps::{
-    Caller, CloseRecord, Credential, DecisionRecord, ProxyDeps, RecordHead, Surface,
+    Caller, CloseRecord, Credential, DecisionRecord, GateRequest, ProxyDeps, RecordError,
+    RecordHead, Surface,
 };
 use crate::io::{Counted, Counters, TunnelSlots, idle_watch};
 use crate::reason::ProxyReason;
@@ -164,7 +168,7 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Pro
     let now = shared.deps.clock.now();
     let request = match surface {
         Surface::Connect => TargetRequest::connect(&raw),
-        Surface::Http => TargetRequest::url(&raw),
+        Surface::Http | Surface::Dns => TargetRequest::url(&raw),
     };
     let (dialed, grant, authority, resolved) =
         match decide(&policy, request, &caller.as_policy(), &leases, now) {
@@ -180,11 +184,22 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Pro
                 grant,
             } => {
                 let authority = authority_of(&target.host.to_string(), target.port);
+                head.target = authority.clone();
+                let keys = policy.gate_keys(&target.host, Some(target.port));
+                if let Err(code) = ask_gate(&caller, &head, &keys).await {
+                    return refuse(&shared, head, code).await;
+                }
                 (addr, grant, authority, Vec::new())
             }
             Phase1::Resolve(plan) => {
                 let authority = authority_of(plan.name.as_str(), plan.port);
                 head.target = authority.clone();
+                // INVARIANT (gate-before-lookup): the policy engine decides before the lookup,
+                // so a name it denies is never resolved.
+                let keys = policy.gate_keys(&Host::Name(plan.name.clone()), Some(plan.port));
+                if let Err(code) = ask_gate(&caller, &head, &keys).await {
+                    return refuse(&shared, head, code).await;
+                }
                 // INVARIANT (one-lookup): the only lookup for this request; the dialed address
                 // is the one `vet` picked from this answer.
                 let resolved = shared
@@ -217,9 +232,16 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Pro
                 }
             }
         }
-        Surface::Http => None,
+        Surface::Http | Surface::Dns => None,
     };
-    record_allow(&shared, head.clone(), &grant, resolved, dialed).await;
+    // INVARIANT (durable-allow): nothing is dialed unless its allow record is durable.
+    if record_allow(&shared, head.clone(), &grant, resolved, dialed)
+        .await
+        .is_err()
+    {
+        let code = ErrorCode::StoreUnavailable;
+        return refusal(code.http_status(), code.as_str(), code.message());
+    }
 
     let close = CloseOnDrop {
         events: Arc::clone(&shared.deps.events),
@@ -245,7 +267,7 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Pro
             tokio::spawn(run_tunnel(shared, upgrade, stream, close, slot));
             Response::new(empty())
         }
-        Surface::Http => {
+        Surface::Http | Surface::Dns => {
             let key = PoolKey {
                 agent: caller.agent,
                 dialed,
@@ -464,6 +486,25 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Asks the caller's policy gate about the target's `net:*` keys.
+async fn ask_gate(caller: &Caller, head: &RecordHead, keys: &GateKeys) -> Result<(), ErrorCode> {
+    caller
+        .gate
+        .decide(GateRequest {
+            surface: head.surface,
+            project: caller.project.as_deref(),
+            keys,
+            correlation_id: head.correlation_id.as_deref(),
+        })
+        .await
+}
+
+/// A refusal with a registry code (the policy gate's, or the kill switch's), recorded.
+async fn refuse(shared: &Shared, head: RecordHead, code: ErrorCode) -> Response<ProxyBody> {
+    record_denial(shared, head, code.as_str(), Vec::new()).await;
+    refusal(code.http_status(), code.as_str(), code.message())
+}
+
 async fn deny(
     shared: &Shared,
     head: RecordHead,
@@ -490,7 +531,8 @@ async fn record_denial(
         resolved,
         dialed: None,
     };
-    shared.deps.events.decision(record).await;
+    // The request is refused either way; the gateway logs a failed append.
+    let _ = shared.deps.events.decision(record).await;
 }
 
 async fn record_allow(
@@ -499,7 +541,7 @@ async fn record_allow(
     grant: &Grant,
     resolved: Vec<IpAddr>,
     dialed: SocketAddr,
-) {
+) -> Result<(), RecordError> {
     let record = DecisionRecord {
         head,
         allow: true,
@@ -509,7 +551,7 @@ async fn record_allow(
         resolved,
         dialed: Some(dialed),
     };
-    shared.deps.events.decision(record).await;
+    shared.deps.events.decision(record).await
 }
 
 /// A refusal: the status, `X-Portcullis-Error: <code>` and a one-line body.

@@ -31,7 +31,8 @@ fn fixture() -> Arc<FixtureResolver> {
                 "leased.test": {"A": ["127.0.0.2"]},
                 "banned.test": {"A": ["127.0.0.2"]},
                 "loop.test": {"A": ["127.0.0.1"]},
-                "gone.test": {"rcode": "NXDOMAIN"}
+                "gone.test": {"rcode": "NXDOMAIN"},
+                "x.policy-denied.test": {"A": ["127.0.0.2"]}
             }"#,
         )
         .unwrap(),
@@ -41,7 +42,7 @@ fn fixture() -> Arc<FixtureResolver> {
 fn config(port: u16) -> String {
     format!(
         r#"
-allow = ["svc.test:{port}", "loop.test:{port}", "gone.test:{port}"]
+allow = ["svc.test:{port}", "loop.test:{port}", "gone.test:{port}", "*.policy-denied.test:{port}"]
 deny = ["banned.test"]
 allow_cidrs = ["127.0.0.2/32"]
 "#
@@ -222,6 +223,21 @@ async fn denials_get_their_code_and_the_server_sees_nothing() {
             "egress_dns_failed",
             1,
         ),
+        // The posture allows it; the policy gate denies its `net:domain:` key before any lookup.
+        (
+            format!("http://x.policy-denied.test:{port}/"),
+            false,
+            403,
+            "policy_denied",
+            0,
+        ),
+        (
+            format!("http://x.policy-denied.test:{port}/"),
+            true,
+            403,
+            "policy_denied",
+            0,
+        ),
     ];
     for (url, connect, status, code, lookups) in cases {
         let before = resolver.queries();
@@ -278,6 +294,30 @@ async fn denials_get_their_code_and_the_server_sees_nothing() {
     }
     // Only loop.test and gone.test, allowed by name, were looked up.
     assert_eq!(resolver.queries(), 2);
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allow_that_cannot_be_recorded_is_refused_and_nothing_is_dialed() {
+    let server = http_server("127.0.0.2").await;
+    let port = server.addr.port();
+    let proxy = start(port, fixture(), vec![]).await;
+    proxy.fail_records.store(true, Ordering::SeqCst);
+    for connect in [false, true] {
+        let mut args = vec!["-x", proxy.url().leak(), "-U", user().leak()];
+        if connect {
+            args.push("-p");
+        }
+        let url = format!("http://svc.test:{port}/");
+        args.push(&url);
+        let out = curl(&args).await;
+        let got = if connect { out.connect_code } else { out.code };
+        assert_eq!(got, 503, "{out:?}");
+        assert_eq!(
+            out.header("x-portcullis-error").as_deref(),
+            Some("store_unavailable")
+        );
+    }
     assert_eq!(server.accepted.load(Ordering::SeqCst), 0);
 }
 

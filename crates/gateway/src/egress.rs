@@ -1,7 +1,15 @@
 //! The egress front: plugs the forward proxy and the DNS guard (`portcullis-egress`) into
 //! identity, events and leases, and serves preview, leases and settings over HTTP.
 //!
-//! Every decision is `portcullis_netpolicy`'s; this module only translates.
+//! Every posture decision is `portcullis_netpolicy`'s; after it, the policy engine decides the
+//! target's `net:*` keys (`gate`). This module only translates.
+
+mod gate;
+
+pub use gate::{
+    ANONYMOUS, AgentGate, AnonymousGate, PreviewGate, PreviewGated, anonymous_subject,
+    offline_policy_state,
+};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -16,10 +24,11 @@ use jiff::{SignedDuration, Timestamp};
 use portcullis_core::{Clock, CorrelationId, Decision, ErrorCode, Event};
 use portcullis_egress::{
     Caller, CloseRecord, Credential, DecisionRecord, EgressEvents, LeaseSource, LookupError,
-    PolicyHandle, ProxyAuth, RecordHead, Resolver,
+    PolicyHandle, ProxyAuth, RecordError, RecordHead, Resolver,
 };
 use portcullis_netpolicy::{
-    EgressConfig, EgressPolicy, Lease, LeaseKey, LeaseSubject, LookupAnswer, Phase1, TargetRequest,
+    EgressConfig, EgressPolicy, Host, Lease, LeaseKey, LeaseSubject, LookupAnswer, Phase1, Reason,
+    TargetRequest,
 };
 use serde::Deserialize;
 
@@ -152,6 +161,10 @@ impl ProxyAuth for IdentityProxyAuth {
         Some(Caller {
             agent: identified.agent.id.clone(),
             project: identified.agent.project.clone(),
+            gate: Arc::new(AgentGate {
+                state: self.0.clone(),
+                identified,
+            }),
         })
     }
 
@@ -171,8 +184,9 @@ pub struct EgressLedger(pub Events);
 
 #[async_trait]
 impl EgressEvents for EgressLedger {
-    async fn decision(&self, record: DecisionRecord) {
-        let decision = if record.allow {
+    async fn decision(&self, record: DecisionRecord) -> Result<(), RecordError> {
+        let allow = record.allow;
+        let decision = if allow {
             Decision::Allow
         } else {
             Decision::Deny
@@ -183,14 +197,20 @@ impl EgressEvents for EgressLedger {
             "resolved": record.resolved.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "dialed": record.dialed.map(|addr| addr.to_string()),
         });
-        self.record(
+        let event = Self::event(
             "egress.decision",
             decision,
             record.reason,
             record.head,
             extra,
-        )
-        .await;
+        );
+        if allow {
+            // INVARIANT (durable-allow): the proxy dials only once this allow is durable.
+            self.0.emit(event).await.map(drop).map_err(|_| RecordError)
+        } else {
+            self.0.emit_best_effort(event).await;
+            Ok(())
+        }
     }
 
     async fn close(&self, record: CloseRecord) {
@@ -200,27 +220,26 @@ impl EgressEvents for EgressLedger {
             "bytes_down": record.bytes_down,
             "duration_ms": record.duration_ms,
         });
-        self.record(
+        let event = Self::event(
             "egress.close",
             Decision::Info,
             record.reason,
             record.head,
             extra,
-        )
-        .await;
+        );
+        self.0.emit_best_effort(event).await;
     }
 }
 
 impl EgressLedger {
     /// One egress event: the connection's head fields plus `extra`, under its correlation id.
-    async fn record(
-        &self,
+    fn event(
         kind: &str,
         decision: Decision,
         reason: &str,
         head: RecordHead,
         extra: serde_json::Value,
-    ) {
+    ) -> Event {
         let mut data = serde_json::json!({
             "connection": head.connection,
             "surface": head.surface.as_str(),
@@ -236,7 +255,7 @@ impl EgressLedger {
         if let Some(id) = head.correlation_id {
             event = event.correlation(id);
         }
-        self.0.emit_best_effort(event).await;
+        event
     }
 }
 
@@ -252,25 +271,59 @@ pub struct PreviewRequest {
 }
 
 /// Runs the decision exactly as the proxy would, resolving at most once and never for a denied
-/// name. Shared by `/egress/preview` and `portcullis egress preview`.
+/// name: the posture, then the policy engine on the target's `net:*` keys (a dry run: quota hits
+/// are read, not counted), then the lookup. Shared by `/egress/preview` and `portcullis egress
+/// preview`. Answers the preview and the `policy.decision` events to record.
 pub async fn preview(
     policy: &EgressPolicy,
     request: &PreviewRequest,
-    agent: Option<&str>,
+    gate: &PreviewGate<'_>,
     leases: &[Lease],
     now: Timestamp,
     resolver: &dyn Resolver,
-) -> portcullis_netpolicy::Preview {
+) -> (portcullis_netpolicy::Preview, Vec<Event>) {
     let target = if request.connect {
         TargetRequest::connect(&request.target)
     } else {
         TargetRequest::url(&request.target)
     };
+    let agent = (gate.subject.agent != ANONYMOUS).then_some(gate.subject.agent.as_str());
     let caller = portcullis_netpolicy::Caller {
         agent,
         project: request.project.as_deref(),
     };
-    let answer = match portcullis_netpolicy::decide(policy, target, &caller, leases, now) {
+    let phase1 = portcullis_netpolicy::decide(policy, target, &caller, leases, now);
+    let keyed = match &phase1 {
+        Phase1::Resolve(plan) => Some((
+            policy.gate_keys(&Host::Name(plan.name.clone()), Some(plan.port)),
+            plan.port,
+        )),
+        Phase1::DialLiteral { target, .. } => Some((
+            policy.gate_keys(&target.host, Some(target.port)),
+            target.port,
+        )),
+        Phase1::Deny(_) => None,
+    };
+    let gated = keyed
+        .as_ref()
+        .map(|(keys, _)| gate.decide(keys, now))
+        .unwrap_or_default();
+    if let (Some(denied), Some((keys, port))) = (gated.denied, keyed) {
+        // INVARIANT (gate-before-lookup): a target the policy engine denies is never looked up.
+        let preview = portcullis_netpolicy::Preview {
+            allow: false,
+            reason: Reason::PolicyDenied,
+            host: Some(keys.host),
+            port: Some(port),
+            rule: denied.rule,
+            lease: None,
+            lookups: 0,
+            resolved: Vec::new(),
+            dialed: None,
+        };
+        return (preview, gated.events);
+    }
+    let answer = match &phase1 {
         Phase1::Resolve(plan) => Some(match resolver.lookup(plan.name.as_str()).await {
             Ok(addrs) => LookupAnswer::Addrs(addrs),
             Err(LookupError::NxDomain) => LookupAnswer::NxDomain,
@@ -279,7 +332,8 @@ pub async fn preview(
         Phase1::Deny(_) | Phase1::DialLiteral { .. } => None,
     };
     let mut lookup = |_: &str| answer.clone().unwrap_or(LookupAnswer::Failed);
-    portcullis_netpolicy::preview(policy, target, &caller, leases, now, &mut lookup)
+    let preview = portcullis_netpolicy::preview(policy, target, &caller, leases, now, &mut lookup);
+    (preview, gated.events)
 }
 
 /// `/egress/preview` (agents) — mounted at the top level.
@@ -310,35 +364,61 @@ async fn agent_preview(
         (Some(_), None) => return Err(ApiError::new(ErrorCode::Forbidden)),
         _ => body.project = identified.agent.project.clone(),
     }
-    run_preview(&state, &body, Some(&identified.agent.id)).await
+    run_preview(
+        &state,
+        &body,
+        identified.subject.clone(),
+        &identified.agent.allow,
+        &correlation,
+    )
+    .await
 }
 
+/// The admin preview decides for the anonymous subject of the body's project.
 async fn admin_preview(
     State(state): State<AppState>,
+    Extension(correlation): Extension<CorrelationId>,
     ApiJson(body): ApiJson<PreviewRequest>,
 ) -> Result<Response, ApiError> {
-    run_preview(&state, &body, None).await
+    let subject = anonymous_subject(body.project.clone());
+    run_preview(&state, &body, subject, &[], &correlation).await
 }
 
 async fn run_preview(
     state: &AppState,
     body: &PreviewRequest,
-    agent: Option<&str>,
+    subject: portcullis_core::Subject,
+    allow: &[portcullis_core::GatePattern],
+    correlation: &CorrelationId,
 ) -> Result<Response, ApiError> {
     if body.target.is_empty() || body.target.len() > MAX_TARGET_LEN {
         return Err(ApiError::new(ErrorCode::BadRequest));
     }
     let egress = &state.egress;
     let policy = egress.policy.current();
-    let result = preview(
+    let engine = state.policy.engine();
+    let gate = PreviewGate {
+        engine: &engine,
+        state: state.policy.state(),
+        subject,
+        allow,
+    };
+    let (result, events) = preview(
         &policy,
         body,
-        agent,
+        &gate,
         &egress.leases.active(),
         state.clock.now(),
         egress.resolver.as_ref(),
     )
     .await;
+    // A preview lets nothing through, so its decisions are recorded best effort.
+    for event in events {
+        state
+            .events
+            .emit_best_effort(event.correlation(correlation.as_str()))
+            .await;
+    }
     Ok(Json(result).into_response())
 }
 
@@ -648,7 +728,9 @@ pub async fn start(
             resolver: Arc::clone(&state.egress.resolver),
             leases: state.egress.leases.clone(),
             clock: Arc::clone(&state.clock),
-            project: None,
+            gate: Arc::new(AnonymousGate {
+                state: state.clone(),
+            }),
             limits: portcullis_egress::DnsLimits::default(),
         };
         tokio::spawn(portcullis_egress::run_dns_guard(

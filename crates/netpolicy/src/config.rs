@@ -54,6 +54,11 @@ pub struct EgressConfig {
     pub dns_bind: String,
     /// Per-project overrides, `[egress.projects.<name>]`.
     pub projects: BTreeMap<String, ProjectEgressConfig>,
+    /// The DNS guard's clients by source address: CIDR -> project, `[egress.dns_clients]`
+    /// (`"10.1.0.0/24" = "web"`). A query from a listed address is decided with that project's
+    /// posture, leases and kill switch; the longest matching prefix wins; other clients get the
+    /// global posture. Default empty.
+    pub dns_clients: BTreeMap<String, String>,
 }
 
 /// `[egress.projects.<name>]`. An absent field inherits the global value, except `deny`, which
@@ -83,6 +88,7 @@ impl Default for EgressConfig {
             proxy_bind: DEFAULT_PROXY_BIND.to_owned(),
             dns_bind: DEFAULT_DNS_BIND.to_owned(),
             projects: BTreeMap::new(),
+            dns_clients: BTreeMap::new(),
         }
     }
 }

@@ -14,6 +14,10 @@
 //!    documentation, reserved, or an IPv6 form embedding one) unless `allow_cidrs` admits it,
 //!    and the caller dials exactly that address.
 //!
+//! [`EgressPolicy::gate_keys`] names the `net:host:`, `net:domain:` and `net:port:` keys the
+//! gateway's policy engine decides next for an allowed target (deny from any layer wins over the
+//! posture's allow); [`EgressPolicy::dns_project`] maps a DNS client's address to a project.
+//!
 //! [`check_dns_name`] and [`filter_answers`] serve the DNS guard; [`preview()`] runs both phases
 //! with an injected lookup (such as a [`DnsFixture`]) and returns the preview JSON.
 //!
@@ -32,6 +36,7 @@ pub mod config;
 pub mod decide;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gate;
 pub mod host;
 pub mod lease;
 pub mod policy;
@@ -45,6 +50,7 @@ pub use decide::{
     Denial, DnsAllowed, DnsCheck, Grant, Phase1, Phase2, ResolvePlan, check_dns_name, decide,
     filter_answers, vet,
 };
+pub use gate::GateKeys;
 pub use host::{Host, Name};
 pub use lease::{Caller, Lease, LeaseKey, LeaseKeyError, LeaseSubject};
 pub use policy::{ConfigError, EgressPolicy};

@@ -1,6 +1,6 @@
 //! The compiled policy: every rule validated once from [`EgressConfig`], then reused.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -15,6 +15,8 @@ pub const MAX_RULES: usize = 4096;
 pub const MAX_PROJECTS: usize = 1024;
 /// Most CIDRs in one `allow_cidrs`.
 pub const MAX_CIDRS: usize = 256;
+/// Longest project name in `egress.dns_clients`.
+const MAX_PROJECT_NAME: usize = 128;
 /// Most multi-label suffixes.
 pub const MAX_SUFFIXES: usize = 256;
 
@@ -115,6 +117,8 @@ pub struct EgressPolicy {
     pub(crate) suffixes: Vec<Name>,
     pub(crate) builtin: RuleSet,
     pub(crate) doh: RuleSet,
+    // INVARIANT (longest-prefix-first): sorted by prefix length, longest first.
+    pub(crate) dns_clients: Vec<(IpNet, String)>,
 }
 
 /// The effective settings for one project (or the global default).
@@ -146,6 +150,10 @@ pub enum ConfigError {
     Suffix { suffix: String },
     #[error("`{location}` has more than {max} entries")]
     TooMany { location: String, max: usize },
+    #[error(
+        "bad project `{project}` for `{cidr}` in `egress.dns_clients`: 1-128 printable ASCII characters"
+    )]
+    DnsClientProject { cidr: String, project: String },
 }
 
 /// Why an `allow_cidrs` entry was refused.
@@ -198,6 +206,7 @@ impl EgressPolicy {
         }
         let builtin = compile_rules(PUBLIC_HOSTS.iter().copied(), "builtin", &suffixes)?;
         let doh = compile_rules(DOH_HOSTS.iter().copied(), "builtin doh", &suffixes)?;
+        let dns_clients = compile_dns_clients(&config.dns_clients)?;
         // INVARIANT (profile-zero-default): the global profile was pushed first.
         Ok(Self {
             profiles,
@@ -205,6 +214,7 @@ impl EgressPolicy {
             suffixes,
             builtin,
             doh,
+            dns_clients,
         })
     }
 
@@ -322,6 +332,34 @@ fn compile_suffixes(texts: &[String]) -> Result<Vec<Name>, ConfigError> {
             .then_with(|| a.cmp(b))
     });
     res.dedup();
+    Ok(res)
+}
+
+/// `egress.dns_clients`: any prefix length is fine here (it selects a project, it admits nothing).
+fn compile_dns_clients(
+    map: &BTreeMap<String, String>,
+) -> Result<Vec<(IpNet, String)>, ConfigError> {
+    check_count("egress.dns_clients", map.len(), MAX_CIDRS)?;
+    let mut res = Vec::with_capacity(map.len());
+    for (cidr, project) in map {
+        let net: IpNet = cidr.parse().map_err(|_| ConfigError::Cidr {
+            location: "egress.dns_clients".to_owned(),
+            cidr: cidr.clone(),
+            problem: CidrError::Syntax,
+        })?;
+        if project.is_empty()
+            || project.len() > MAX_PROJECT_NAME
+            || !project.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(ConfigError::DnsClientProject {
+                cidr: cidr.clone(),
+                project: project.clone(),
+            });
+        }
+        res.push((net.trunc(), project.clone()));
+    }
+    // INVARIANT (longest-prefix-first): `dns_project` takes the first match.
+    res.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
     Ok(res)
 }
 

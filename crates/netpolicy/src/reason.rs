@@ -37,6 +37,8 @@ pub enum Reason {
     DocumentationAddress,
     ReservedAddress,
     DnsFailed,
+    // Denied by the gateway's policy engine after the posture allowed the target.
+    PolicyDenied,
 }
 
 /// Every reason this crate emits, for `docs/ERROR_CODES.md`.
@@ -69,6 +71,7 @@ pub const REASONS: &[ReasonInfo] = &[
     info(Reason::DocumentationAddress),
     info(Reason::ReservedAddress),
     info(Reason::DnsFailed),
+    info(Reason::PolicyDenied),
 ];
 
 const fn info(reason: Reason) -> ReasonInfo {
@@ -111,6 +114,7 @@ impl Reason {
             Reason::DocumentationAddress => "egress_documentation_address",
             Reason::ReservedAddress => "egress_reserved_address",
             Reason::DnsFailed => "egress_dns_failed",
+            Reason::PolicyDenied => "egress_policy_denied",
         }
     }
 
@@ -138,6 +142,7 @@ impl Reason {
             | Reason::BadPort
             | Reason::PortRequired => ErrorCode::BadRequest,
             Reason::DnsFailed => ErrorCode::UpstreamFailed,
+            Reason::PolicyDenied => ErrorCode::PolicyDenied,
             Reason::AllowedRule
             | Reason::AllowedBuiltin
             | Reason::AllowedLease
@@ -201,6 +206,9 @@ impl Reason {
                 "the address is reserved, benchmarking or otherwise not globally routable"
             }
             Reason::DnsFailed => "the name did not resolve to any address",
+            Reason::PolicyDenied => {
+                "the policy engine denied a `net:host`, `net:domain` or `net:port` key of the target"
+            }
         }
     }
 }

@@ -4,12 +4,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use portcullis_core::ErrorCode;
 use portcullis_egress::{
-    Caller, CloseRecord, Credential, DecisionRecord, EgressEvents, LookupError, PolicyHandle,
-    ProxyAuth, ProxyDeps, ProxyLimits, Resolver, StaticLeases, run_proxy,
+    Caller, CloseRecord, Credential, DecisionRecord, EgressEvents, EgressGate, GateRequest,
+    LookupError, PolicyHandle, ProxyAuth, ProxyDeps, ProxyLimits, RecordError, Resolver,
+    StaticLeases, run_proxy,
 };
 use portcullis_netpolicy::{EgressConfig, EgressPolicy, Lease};
 use portcullis_test_support::ManualClock;
@@ -26,6 +28,37 @@ pub fn policy(toml_text: &str) -> EgressPolicy {
     EgressPolicy::from_config(&config).unwrap()
 }
 
+/// The policy engine's part for tests: denies the keys it lists, allows the rest, and keeps
+/// every key it was asked about.
+#[derive(Debug, Default)]
+pub struct DenyKeys {
+    pub deny: Vec<String>,
+    pub asked: std::sync::Mutex<Vec<String>>,
+}
+
+/// The keys every test caller's gate denies.
+pub const POLICY_DENIED_DOMAIN: &str = "net:domain:policy-denied.test";
+
+pub fn test_gate() -> Arc<DenyKeys> {
+    Arc::new(DenyKeys {
+        deny: vec![POLICY_DENIED_DOMAIN.to_owned()],
+        asked: std::sync::Mutex::new(Vec::new()),
+    })
+}
+
+#[async_trait]
+impl EgressGate for DenyKeys {
+    async fn decide(&self, request: GateRequest<'_>) -> Result<(), ErrorCode> {
+        let mut asked = self.asked.lock().unwrap();
+        asked.extend(request.keys.keys.iter().cloned());
+        if request.keys.keys.iter().any(|key| self.deny.contains(key)) {
+            Err(ErrorCode::PolicyDenied)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// Accepts agent-1/secret-1 (project `proj`) and the bearer token of agent-2.
 #[derive(Debug)]
 pub struct Auth;
@@ -38,11 +71,13 @@ impl ProxyAuth for Auth {
                 Some(Caller {
                     agent: AGENT.into(),
                     project: Some("proj".into()),
+                    gate: test_gate(),
                 })
             }
             Credential::Bearer { token } if token == BEARER => Some(Caller {
                 agent: "agent-2".into(),
                 project: None,
+                gate: test_gate(),
             }),
             _ => None,
         }
@@ -55,13 +90,18 @@ pub enum Rec {
     Close(CloseRecord),
 }
 
+/// Records into a channel; while `fail` is set, every decision record "cannot be made durable".
 #[derive(Debug)]
-pub struct Events(mpsc::UnboundedSender<Rec>);
+pub struct Events(mpsc::UnboundedSender<Rec>, Arc<AtomicBool>);
 
 #[async_trait]
 impl EgressEvents for Events {
-    async fn decision(&self, record: DecisionRecord) {
+    async fn decision(&self, record: DecisionRecord) -> Result<(), RecordError> {
+        if self.1.load(Ordering::SeqCst) {
+            return Err(RecordError);
+        }
         let _ = self.0.send(Rec::Decision(record));
+        Ok(())
     }
 
     async fn close(&self, record: CloseRecord) {
@@ -102,6 +142,8 @@ pub struct Proxy {
     pub events: mpsc::UnboundedReceiver<Rec>,
     pub clock: Arc<ManualClock>,
     pub policy: Arc<PolicyHandle>,
+    /// Set to make the proxy's decision records fail (a store that cannot append).
+    pub fail_records: Arc<AtomicBool>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -117,10 +159,11 @@ impl Proxy {
         let (tx, events) = mpsc::unbounded_channel();
         let clock = Arc::new(ManualClock::at_epoch_2026());
         let policy = Arc::new(PolicyHandle::new(policy));
+        let fail_records = Arc::new(AtomicBool::new(false));
         let deps = ProxyDeps {
             policy: Arc::clone(&policy),
             auth: Arc::new(Auth),
-            events: Arc::new(Events(tx)),
+            events: Arc::new(Events(tx, Arc::clone(&fail_records))),
             resolver,
             leases: Arc::new(StaticLeases(leases)),
             clock: clock.clone(),
@@ -135,6 +178,7 @@ impl Proxy {
             events,
             clock,
             policy,
+            fail_records,
             stop: Some(stop),
         }
     }
