@@ -87,7 +87,7 @@ impl RiskTiers {
             .entries
             .iter()
             .filter(|entry| {
-                entry.exact.iter().any(|exact| *exact == key)
+                entry.exact.contains(&key)
                     || entry
                         .prefixes
                         .iter()
