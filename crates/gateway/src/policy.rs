@@ -22,6 +22,8 @@ use serde::Serialize;
 use crate::config::{Config, policy::resolve_path};
 
 pub mod capsules;
+pub mod immutable;
+mod quota;
 
 /// Largest Cedar file read.
 pub const MAX_CEDAR_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -194,6 +196,18 @@ impl PolicyRuntime {
     }
 }
 
+/// The run-time policy state for a gateway on `store`: no capsules yet (they are re-verified
+/// after start), quota counters loaded from the store and kept there.
+pub async fn stored_state(
+    store: &Arc<dyn portcullis_store::Store>,
+) -> Result<PolicyState, portcullis_store::StoreError> {
+    let quotas = quota::StoreQuotaCounters::load(Arc::clone(store)).await?;
+    Ok(PolicyState {
+        capsules: Arc::new(portcullis_policy::CapsuleLayer::new()),
+        quotas: Arc::new(quotas),
+    })
+}
+
 /// Quota counters that read but never count: explaining a request must not use up a quota.
 #[derive(Debug)]
 struct DryRunQuotas(Arc<dyn QuotaCounters>);
@@ -320,6 +334,8 @@ pub fn eval_offline(
 /// Re-reads the configuration file's policy sections and the Cedar files, builds completely and
 /// swaps the new engine in; on any problem the serving engine stays and the problems are returned.
 /// Either way a ledger event records the outcome. Stored contracts and adopted capsules carry over.
+/// A reload that would drop or narrow an immutable deny, or drop or weaken an active immutable
+/// contract, is refused with one issue per item ([`immutable::reload_issues`]).
 pub async fn reload(
     state: &crate::http::AppState,
 ) -> Result<(usize, usize, usize), Vec<LoadIssue>> {
@@ -346,7 +362,24 @@ async fn reload_inner(
     let mut sources = state.policy.lock_sources().await;
     let mut next = Sources::from_config(&fresh)?;
     next.admin_contracts = sources.admin_contracts.clone();
-    let engine = next.build()?;
+    // INVARIANT (immutable-holds): checked against the serving sources under the sources lock,
+    // so no other change slips between the check and the swap.
+    let mut issues = immutable::reload_issues(
+        &sources,
+        &next,
+        &state.policy.state().capsules.contracts(),
+        state.clock.now(),
+    );
+    let engine = match next.build() {
+        Ok(engine) => engine,
+        Err(build_issues) => {
+            issues.extend(build_issues);
+            return Err(issues);
+        }
+    };
+    if !issues.is_empty() {
+        return Err(issues);
+    }
     let sizes = engine.sizes();
     state.policy.swap(engine);
     *sources = next;

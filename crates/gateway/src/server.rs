@@ -177,7 +177,7 @@ pub async fn serve(
     let rate_limit = RateLimit::parse(&config.admin.rate_limit)
         .map_err(|_| ServeError::BadRateLimit(config.admin.rate_limit.clone()))?;
 
-    let policy = Arc::new(load_policy(&config, store.as_ref()).await?);
+    let policy = Arc::new(load_policy(&config, &store).await?);
 
     let egress = Arc::new(
         crate::egress::build_state(
@@ -310,6 +310,11 @@ pub async fn serve(
             )));
         }
     }
+    if let Err(err) = crate::policy::immutable::record_at_start(&state).await {
+        return Err(ServeError::Policy(format!(
+            "cannot record the immutable policy: {err}"
+        )));
+    }
     spawn_reload_on_hangup(state.clone());
     spawn_capsule_sweep(state.clone());
     tokio::spawn(crate::guardrails::sweep(guardrails));
@@ -354,7 +359,10 @@ pub async fn serve(
 
 /// Builds the policy of `config` plus the contracts stored through the admin API. Any problem
 /// refuses start with one line naming each file and message.
-pub async fn load_policy(config: &Config, store: &dyn Store) -> Result<PolicyRuntime, ServeError> {
+pub async fn load_policy(
+    config: &Config,
+    store: &Arc<dyn Store>,
+) -> Result<PolicyRuntime, ServeError> {
     let one_line = |issues: Vec<crate::policy::LoadIssue>| {
         ServeError::Policy(
             issues
@@ -381,10 +389,13 @@ pub async fn load_policy(config: &Config, store: &dyn Store) -> Result<PolicyRun
         .capsules
         .limits()
         .map_err(|(key, message)| ServeError::Policy(format!("capsules.{key}: {message}")))?;
+    let state = crate::policy::stored_state(store)
+        .await
+        .map_err(|err| ServeError::Policy(format!("cannot read quota counters: {err}")))?;
     Ok(PolicyRuntime::new(
         sources,
         engine,
-        portcullis_policy::PolicyState::in_memory(),
+        state,
         crate::policy::capsules::CapsuleRuntime::new(trust, limits),
     ))
 }

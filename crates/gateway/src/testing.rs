@@ -40,7 +40,7 @@ pub async fn gateway_in(config: Config, dir: tempfile::TempDir) -> TestGateway {
         .unwrap(),
     );
     let config = Arc::new(config);
-    let policy = crate::server::load_policy(&config, store.as_ref())
+    let policy = crate::server::load_policy(&config, &store)
         .await
         .unwrap();
     let metrics = Metrics::new();

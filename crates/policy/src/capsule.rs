@@ -84,6 +84,42 @@ impl CapsuleLayer {
         true
     }
 
+    /// Checks `rules` as [`Self::adopt`] would (ids, limits, patterns, contracts, room for one
+    /// more capsule) without adopting them, so a caller can make the adoption durable first.
+    pub fn check(
+        &self,
+        capsule_id: &str,
+        rules: &CapsuleRules,
+    ) -> Result<(), Vec<PolicyLoadError>> {
+        let mut errors = validate(capsule_id, rules);
+        let snapshot = self.snapshot();
+        if !snapshot.sources.contains_key(capsule_id) && snapshot.sources.len() >= MAX_CAPSULES {
+            errors.push(PolicyLoadError::TooMany {
+                what: "capsules",
+                limit: MAX_CAPSULES,
+            });
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The contracts of capsule `capsule_id` as adopted (ids unprefixed); empty when unknown.
+    pub fn contracts_of(&self, capsule_id: &str) -> Vec<Contract> {
+        self.snapshot()
+            .sources
+            .get(capsule_id)
+            .map(|rules| rules.contracts.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every adopted contract, ids prefixed `<capsule id>::`.
+    pub fn contracts(&self) -> Vec<Contract> {
+        self.snapshot().contracts.contracts().to_vec()
+    }
+
     /// The ids of every adopted capsule, sorted.
     pub fn capsule_ids(&self) -> Vec<String> {
         self.snapshot().sources.keys().cloned().collect()

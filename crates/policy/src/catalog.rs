@@ -38,6 +38,8 @@ pub struct CatalogEntry {
     pub cedar_action: &'static str,
     /// The Cedar entity type of the request's resource.
     pub resource_type: &'static str,
+    /// Which front checks keys of this entry, and when (docs/GATE_KEYS.md prints it).
+    pub checked_by: &'static str,
 }
 
 /// Why a pattern is refused by the catalog.
@@ -53,6 +55,7 @@ const fn fixed(
     summary: &'static str,
     cedar_action: &'static str,
     resource_type: &'static str,
+    checked_by: &'static str,
 ) -> CatalogEntry {
     CatalogEntry {
         id,
@@ -64,6 +67,7 @@ const fn fixed(
         example: id,
         cedar_action,
         resource_type,
+        checked_by,
     }
 }
 
@@ -80,6 +84,7 @@ const fn family(
     example: &'static str,
     cedar_action: &'static str,
     resource_type: &'static str,
+    checked_by: &'static str,
 ) -> CatalogEntry {
     CatalogEntry {
         id,
@@ -91,6 +96,7 @@ const fn family(
         example,
         cedar_action,
         resource_type,
+        checked_by,
     }
 }
 
@@ -102,6 +108,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         "A chat message entering an agent's context (gate in).",
         "io:ingress",
         "Stream",
+        "The LLM front, at gate in of every chat request (the messages entering the model's context).",
     ),
     fixed(
         "io:egress:chat",
@@ -109,6 +116,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         "A chat message leaving through an agent (gate out).",
         "io:egress",
         "Stream",
+        "The LLM front, at gate in of every chat and embeddings request, beside `llm:model:<model>`; `/v1/models` lists only models both allow.",
     ),
     fixed(
         "tools:call",
@@ -116,6 +124,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         "Calling any tool; checked beside the per-tool key.",
         "tools:call",
         "Tool",
+        "The MCP front, at gate in of every `tools/call`, beside `tools:call:<tool>`.",
     ),
     family(
         "io:ingress:<kind>.<id>",
@@ -126,6 +135,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         "io:ingress:tools.github",
         "io:ingress",
         "Stream",
+        "The MCP front: `io:ingress:tools.<upstream>` at gate in of every tool call, prompt get and resource read. No front checks the `llm` and `net` kinds yet.",
     ),
     family(
         "io:egress:<kind>.<id>",
@@ -136,6 +146,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         "io:egress:tools.github",
         "io:egress",
         "Stream",
+        "The MCP front: `io:egress:tools.<upstream>` at gate out of every tool call, prompt get and resource read (the answer going back to the agent). No front checks the `llm` and `net` kinds yet.",
     ),
     family(
         "tools:call:<tool>",
@@ -146,6 +157,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         "tools:call:github.create_issue",
         "tools:call",
         "Tool",
+        "The MCP front, at gate in of every `tools/call` and when listing tools.",
     ),
     family(
         "tools:prompt:<upstream>.<prompt>",
@@ -156,6 +168,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         "tools:prompt:github.review",
         "tools:prompt",
         "Prompt",
+        "The MCP front, at gate in of every `prompts/get` and when listing prompts.",
     ),
     family(
         "tools:resource:<upstream>",
@@ -166,6 +179,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         "tools:resource:files",
         "tools:resource",
         "Resource",
+        "The MCP front, at gate in of every `resources/read` and when listing resources.",
     ),
     family(
         "llm:model:<model>",
@@ -176,6 +190,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         "llm:model:gpt-4o-mini",
         "llm:model",
         "Model",
+        "The LLM front, at gate in of every chat and embeddings request (and for a budget downgrade's target model); `/v1/models` lists only allowed models.",
     ),
     family(
         "net:host:<host>",
@@ -186,6 +201,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         "net:host:api.github.com",
         "net:host",
         "Host",
+        "The forward proxy (every HTTP request and CONNECT tunnel), the DNS guard (every answer, as `@anonymous` unless the client maps to a project) and `/egress/preview`.",
     ),
     family(
         "net:domain:<domain>",
@@ -196,6 +212,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         "net:domain:github.com",
         "net:domain",
         "Host",
+        "As `net:host:<host>`, for hosts with a registrable domain.",
     ),
     family(
         "net:port:<port>",
@@ -206,6 +223,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         "net:port:443",
         "net:port",
         "Host",
+        "As `net:host:<host>`, for the target's port.",
     ),
 ];
 
@@ -316,6 +334,18 @@ mod tests {
         check("llm:model", false);
         check("llm:model:*", true);
         check("Tools:*", false);
+    }
+
+    /// Every key is checked by some front, and the catalog says which.
+    #[test]
+    fn every_entry_names_its_front() {
+        for entry in CATALOG {
+            assert!(
+                entry.checked_by.starts_with("The ") || entry.checked_by.starts_with("As `"),
+                "{}",
+                entry.id
+            );
+        }
     }
 
     #[test]

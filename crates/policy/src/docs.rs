@@ -24,26 +24,27 @@ pub fn gate_keys_markdown() -> String {
          lower case and IPv6 hosts are bracketed (`net:host:[2001:db8::1]`). A pattern is an exact key\n\
          or a prefix followed by one `*` at its very end (`tools:*`); there is no other wildcard. A\n\
          pattern in config (denies, contracts, agents' `allow`) that can match no key below is a\n\
-         config error.\n\n## Static keys\n\n| key | title | summary | Cedar action |\n|---|---|---|---|\n"
+         config error. \"Checked by\" names the front that asks the policy engine about the key,\n\
+         and when.\n\n## Static keys\n\n| key | title | summary | Cedar action | checked by |\n|---|---|---|---|---|\n"
     );
     for entry in CATALOG
         .iter()
         .filter(|entry| entry.kind == EntryKind::Static)
     {
         res.push_str(&format!(
-            "| `{}` | {} | {} | `{}` |\n",
-            entry.id, entry.title, entry.summary, entry.cedar_action
+            "| `{}` | {} | {} | `{}` | {} |\n",
+            entry.id, entry.title, entry.summary, entry.cedar_action, entry.checked_by
         ));
     }
     res.push_str(
-        "\n## Dynamic families\n\n| family | title | summary | example | Cedar action |\n|---|---|---|---|---|\n",
+        "\n## Dynamic families\n\n| family | title | summary | example | Cedar action | checked by |\n|---|---|---|---|---|---|\n",
     );
     for entry in CATALOG
         .iter()
         .filter(|entry| entry.kind == EntryKind::Family)
     {
         res.push_str(&format!(
-            "| `{}` | {} | {}{} | `{}` | `{}` |\n",
+            "| `{}` | {} | {}{} | `{}` | `{}` | {} |\n",
             entry.id,
             entry.title,
             entry.summary,
@@ -53,7 +54,8 @@ pub fn gate_keys_markdown() -> String {
                 TailRule::Port => " The tail is a port number.",
             },
             entry.example,
-            entry.cedar_action
+            entry.cedar_action,
+            entry.checked_by
         ));
     }
     res
@@ -161,7 +163,9 @@ recorded with decision `report`.
 
 Evaluated in this order; the first enforced deny wins.
 
-1. `immutable`: `[policy] deny` patterns. Cannot be changed at run time.
+1. `immutable`: `[policy] deny` patterns. Always enforced (`[policy.mode] immutable = "report"`
+   is refused at load), and never dropped or narrowed at run time: a reload that would is refused
+   (below). Only a restart changes them.
 2. `contract`: `[[contracts]]` and contracts from the admin API (below).
 3. `capsule`: denies and contracts adopted from capsules, ids `<capsule id>::<pattern>` and
    `<capsule id>::<contract id>`.
@@ -181,7 +185,7 @@ that is not in the catalog is denied (`default`, `unknown_gate_key`) before any 
 deny = ["net:host:169.254.169.254", "tools:call:shell.*"]
 cedar_files = ["policies/base.cedar"]
 
-[policy.mode]   # each "enforce" (default) or "report"
+[policy.mode]   # each "enforce" (default) or "report"; `immutable` only "enforce"
 immutable = "enforce"
 contract = "enforce"
 capsule = "enforce"
@@ -214,12 +218,30 @@ quota = { limit = 100, window_secs = 3600 }
   `auto_renew_secs` (term k is `[valid_to + k*n, valid_to + (k+1)*n)`).
 - **Quota**: inside its window a quota contract allows `limit` hits per window of `window_secs`
   (windows aligned to the Unix epoch, shared by every matching subject), then denies with
-  `contract_quota_exhausted`. A hit is counted only when the whole decision allows.
+  `contract_quota_exhausted`. A hit is counted only when the whole decision allows. Counters live
+  in the store: a hit is durable before the action it admits (it shares the group commit of the
+  decision's `policy.decision` record, so it costs no fsync of its own), and a restart, even after
+  SIGKILL, keeps every count. Explaining a request reads the counters and never counts.
 - **Immutable**: while active, an immutable contract cannot be deleted, and a replacement must stay
   immutable, cover at least the same patterns and subjects, reach at least the end of the current
   term, and keep any quota at least as strict (409 from the admin API). To retire an auto-renewing
   immutable contract, replace it with one without `auto_renew_secs` whose `valid_to` is the current
-  term's end; it can be deleted once that passes.
+  term's end; it can be deleted once that passes. The same holds for `[[contracts]]` across
+  reloads: a reload that drops or weakens an active immutable configuration contract, or puts
+  the `contract` layer in report mode while one is active (the `capsule` layer while an adopted
+  capsule's contract is), is refused. A capsule's immutable contract keeps its capsule:
+  `DELETE /admin/capsules/{id}` answers 409 while it is active.
+
+### Immutable holds
+
+A reload (`SIGHUP` or `POST /admin/policy/reload`) compares the new configuration with the one
+serving. Each immutable deny it would drop or narrow, and each active immutable contract it would
+drop or weaken, is one entry of the 422 answer's `errors` (and of the `policy.reload_failed`
+event); the serving policy stays whole. Such changes take a restart: at start, Portcullis compares
+the immutable denies and immutable contracts of its configuration with those the store saw at the
+previous start, and records any difference as a `policy.immutable_changed` event
+(`denies_added`, `denies_removed`, `contracts_added`, `contracts_removed`, `contracts_changed`)
+before it serves.
 
 ## The request
 
@@ -240,6 +262,12 @@ Only `subject.agent` and `action` are required. `resource` defaults to the key's
 (`github.create_issue`), `risk` to `low` (`low|medium|high|critical`). The time is the gateway's
 clock, or `--at`. Arguments are never logged.
 
+Live decisions carry the same context: the fronts pass a tool call's top-level arguments and risk
+tier (`[[tools.risk]]`, raised by the tool's annotations), a prompt's arguments, a resource read's
+URI, so `when` / `unless` conditions on them hold live as in explain. Explain with the request a
+live decision was made for (the same subject, key, resource, context and `at`) answers exactly
+what the gate answered, without counting a quota hit.
+
 ## Operating the policy
 
 Every route below is an admin route (admin token, admin rate limit) and answers errors in the
@@ -249,7 +277,8 @@ Every route below is an admin route (admin token, admin rate limit) and answers 
 |---|---|---|
 | `POST /admin/policy/explain` | the decision for one request (body above): `{decision, layer, rule, reason, report}`; changes nothing | none |
 | `portcullis policy eval --config FILE --request REQUEST.json [--at RFC3339]` | the same answer offline, from a configuration file and the same code path | none |
-| `POST /admin/policy/reload`, `SIGHUP` | re-reads the configuration's `[policy]`, `[[contracts]]` and Cedar files; a load error answers 422 `config_invalid` naming file and line, and the previous policy keeps serving | `policy.reloaded`, `policy.reload_failed` |
+| `POST /admin/policy/reload`, `SIGHUP` | re-reads the configuration's `[policy]`, `[[contracts]]` and Cedar files; a load error, or an immutable item the reload would drop or weaken, answers 422 `config_invalid` naming each (`errors: [{file, message}]`), and the previous policy keeps serving | `policy.reloaded`, `policy.reload_failed` |
+| start | compares the immutable denies and contracts with what the store saw at the previous start; a store error refuses the start | `policy.immutable_changed` |
 | `GET /admin/contracts` | every contract with its `origin` (`config` or `admin`) and whether it is `active` now | none |
 | `POST /admin/contracts` | adds or replaces a run-time contract (JSON as in the TOML above); stored, so it survives restarts; 409 `conflict` when an active immutable contract would be weakened | `contract.created`, `contract.replaced` |
 | `DELETE /admin/contracts/{id}` | removes a run-time contract; 409 while an immutable one is active, 404 when unknown | `contract.deleted` |
@@ -271,7 +300,7 @@ The request maps onto Cedar like this:
 |---|---|
 | `principal` | `Portcullis::Agent::"<subject.agent>"` with `roles`, `tags`, and `project`, `node` when present |
 | `action` | `Portcullis::Action::"<family>"` from the catalog (`tools:call`, `net:host`, ...) |
-| `resource` | the family's type (`Tool`, `Model`, `Host`, `Stream`), id `resource` or the key's tail; a `Tool` `<upstream>.<tool>` is `in Portcullis::Upstream::"<upstream>"` |
+| `resource` | the family's type (`Tool`, `Prompt`, `Resource`, `Model`, `Host`, `Stream`), id `resource` or the key's tail; a `Tool` or `Prompt` `<upstream>.<name>` is `in Portcullis::Upstream::"<upstream>"`; a `Resource` is its URI |
 | `context.key`, `context.target` | the full gate key and its tail |
 | `context.time`, `.hour`, `.weekday` | Unix seconds; UTC hour 0-23; weekday 1 (Monday) - 7 |
 | `context.risk`, `.risk_level` | `low`, `medium`, `high` or `critical`, and 0-3 |

@@ -60,6 +60,11 @@ impl PolicyEngine {
         cedar_sources: &[(String, String)],
     ) -> Result<Self, Vec<PolicyLoadError>> {
         let mut errors = Vec::new();
+        // INVARIANT (immutable-enforced): an immutable deny always holds; report mode would let
+        // it through, so it is refused at every load (start, reload, `config check`).
+        if config.mode.immutable == Mode::Report {
+            errors.push(PolicyLoadError::ImmutableReport);
+        }
         if config.deny.len() > MAX_DENIES {
             errors.push(PolicyLoadError::TooMany {
                 what: "immutable denies",

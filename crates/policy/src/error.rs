@@ -14,6 +14,10 @@ pub enum PolicyLoadError {
     Contract { id: String, source: ContractError },
     #[error("contract id `{0}` appears more than once")]
     DuplicateContract(String),
+    #[error(
+        "`policy.mode.immutable` cannot be `report`: immutable denies always hold (roll out with a contract in report mode instead)"
+    )]
+    ImmutableReport,
     #[error("too many {what} (at most {limit})")]
     TooMany { what: &'static str, limit: usize },
     #[error("capsule id is empty, too long or not printable ASCII")]

@@ -112,6 +112,8 @@ pub enum CorruptError {
     BudgetRow { table: &'static str },
     #[error("key file {path} is not a hex ed25519 key")]
     KeyFile { path: PathBuf },
+    #[error("the quota counter of contract `{contract}` does not decode")]
+    QuotaRow { contract: String },
 }
 
 /// A data dir file operation that failed.

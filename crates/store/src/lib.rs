@@ -18,6 +18,7 @@
 mod agent_cache;
 pub mod error;
 mod files;
+mod quota;
 mod schema;
 pub mod sqlite;
 mod sqlite_budget;
@@ -84,6 +85,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         kind: PolicyRecordKind,
     ) -> Result<Vec<(String, String)>, StoreError>;
+    /// Queues `count` as the quota counter of its contract, without waiting. It is durable no
+    /// later than any [`Store::append`] acknowledged after this call returned (one writer, in
+    /// order, sharing the append's group commit): the gate counts a hit, then records the
+    /// decision, so the count is durable before the action it admits. A count for an earlier
+    /// window than the stored one, or lower in the same window, changes nothing.
+    fn quota_count(&self, count: QuotaCount) -> Result<(), StoreError>;
+    /// Every stored quota counter (one per contract, its latest window), ordered by contract.
+    async fn quota_counts(&self) -> Result<Vec<QuotaCount>, StoreError>;
 
     // Budgets (docs/BUDGETS.md). Meters come from `portcullis_budget::ScopeLine::meter`; every
     // method answers from the authoritative in-memory counters and, when it changes them,
@@ -162,6 +171,9 @@ pub enum PolicyRecordKind {
     ToolPin,
     /// A budget added, replaced or removed through the admin API, keyed by its id, as JSON.
     Budget,
+    /// The immutable part of the configuration's policy as last started with (id `config`), as
+    /// JSON, so that a start can record what a restart changed.
+    Immutable,
 }
 
 impl PolicyRecordKind {
@@ -172,8 +184,19 @@ impl PolicyRecordKind {
             PolicyRecordKind::KillSwitch => "killswitch",
             PolicyRecordKind::ToolPin => "tool_pin",
             PolicyRecordKind::Budget => "budget",
+            PolicyRecordKind::Immutable => "immutable",
         }
     }
+}
+
+/// A contract's quota hits in one window (the policy engine's quota counters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaCount {
+    /// The contract id (`<capsule id>::<contract id>` for capsule contracts).
+    pub contract: String,
+    /// Start of the window the count belongs to.
+    pub window_start: Timestamp,
+    pub count: u64,
 }
 
 /// Where an appended event landed.

@@ -48,6 +48,14 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         3,
         "ALTER TABLE agents ADD COLUMN catalog TEXT NOT NULL DEFAULT 'full';",
     ),
+    (
+        4,
+        "CREATE TABLE quota_counters (
+        contract TEXT PRIMARY KEY,
+        window_start INTEGER NOT NULL,
+        count INTEGER NOT NULL
+    ) STRICT;",
+    ),
 ];
 
 /// Migrations of `budgets.db`, the budget counters' own file (same rules as [`MIGRATIONS`]).

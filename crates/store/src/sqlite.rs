@@ -23,7 +23,7 @@ use crate::files::{DB_FILE, ensure_data_dir, ensure_private_file, load_or_create
 use crate::sqlite_budget::SqliteBudgets;
 use crate::sqlite_writer::{self, Command, DEFAULT_MAX_BATCH, Writer, WriterState, refused};
 use crate::wal::{Checkpointer, Durability, open_connection};
-use crate::{AppendReceipt, MAX_PAGE, PolicyRecordKind, Store, StoredAgent, schema};
+use crate::{AppendReceipt, MAX_PAGE, PolicyRecordKind, QuotaCount, Store, StoredAgent, schema};
 
 /// Tuning of the SQLite store. See [`SqliteOptions::new`] for the defaults.
 #[derive(Clone, Debug)]
@@ -116,6 +116,7 @@ impl SqliteStore {
                 checkpoint_interval: options.checkpoint_interval,
                 max_batch: max_batch.max(1),
             },
+            quota_retry: Vec::new(),
         };
         let (commands, receiver) = mpsc::channel();
         let handle = std::thread::Builder::new()
@@ -314,6 +315,17 @@ impl Store for SqliteStore {
             reply,
         })
         .await
+    }
+
+    fn quota_count(&self, count: QuotaCount) -> Result<(), StoreError> {
+        let sender = self.commands.as_ref().ok_or_else(writer_stopped)?;
+        sender
+            .send(Command::QuotaCount(count))
+            .map_err(|_| writer_stopped())
+    }
+
+    async fn quota_counts(&self) -> Result<Vec<QuotaCount>, StoreError> {
+        self.read(crate::quota::read_all).await
     }
 
     async fn list_policy_records(

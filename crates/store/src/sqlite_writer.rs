@@ -12,7 +12,7 @@ use rusqlite::{Connection, ErrorCode as SqliteCode, TransactionBehavior, params}
 use tokio::sync::oneshot;
 
 use crate::error::{BackendError, StoreError};
-use crate::{AppendReceipt, StoredAgent};
+use crate::{AppendReceipt, QuotaCount, StoredAgent};
 
 /// Most commands one transaction takes.
 pub(crate) const DEFAULT_MAX_BATCH: usize = 1024;
@@ -45,12 +45,17 @@ pub(crate) enum Command {
         id: String,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    /// A quota counter; no reply: the next acknowledged append vouches for it.
+    QuotaCount(QuotaCount),
 }
 
 /// The write connection with the chain state. Only the writer thread holds it.
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
     pub(crate) state: WriterState,
+    /// Quota counts of a batch that failed, written first in the next one.
+    // INVARIANT (quota-before-record): a count leaves this list only inside a committed batch.
+    pub(crate) quota_retry: Vec<QuotaCount>,
 }
 
 /// The chain head and checkpoint state.
@@ -92,6 +97,9 @@ pub(crate) fn run(mut writer: Writer, commands: &Receiver<Command>) {
         let first = match commands.recv_timeout(poll) {
             Ok(command) => command,
             Err(RecvTimeoutError::Timeout) => {
+                if !writer.quota_retry.is_empty() {
+                    writer.commit_batch(Vec::new());
+                }
                 // Errors here are retried on the next tick or append; appends report their own.
                 let _ = writer.checkpoint_alone(false);
                 continue;
@@ -118,10 +126,26 @@ impl Writer {
         let mut seq = self.state.head_seq;
         let mut hash = self.state.head_hash;
         let mut flush = false;
+        // Quota counts go first, out of the batch, so that a failure part-way through the batch
+        // cannot drop one unseen: every count of the batch is written or kept for a retry.
+        let mut quota_counts = std::mem::take(&mut self.quota_retry);
+        let batch: Vec<Command> = batch
+            .into_iter()
+            .filter_map(|command| match command {
+                Command::QuotaCount(count) => {
+                    quota_counts.push(count);
+                    None
+                }
+                other => Some(other),
+            })
+            .collect();
         let outcome = (|| -> Result<Option<Checkpoint>, Arc<rusqlite::Error>> {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for count in &quota_counts {
+                crate::quota::upsert(&tx, count)?;
+            }
             {
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO ledger (seq, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4)",
@@ -181,6 +205,8 @@ impl Writer {
                             )?;
                             pending.push(Pending::Bool(reply, Ok(n_deleted > 0)));
                         }
+                        // Taken out of the batch above.
+                        Command::QuotaCount(_) => {}
                     }
                 }
             }
@@ -206,6 +232,9 @@ impl Writer {
                 }
             }
             Err(err) => {
+                // The batch is gone; its quota counts (and the retried ones) are kept for the
+                // next batch, so a later acknowledged append still vouches for them.
+                self.quota_retry = quota_counts;
                 for entry in pending {
                     answer(fail(entry, &err));
                 }

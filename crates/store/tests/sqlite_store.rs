@@ -15,7 +15,7 @@ use jiff::SignedDuration;
 use portcullis_core::{Decision, Event};
 use portcullis_ledger::FailureReason;
 use portcullis_store::{
-    PolicyRecordKind, SqliteOptions, SqliteStore, Store, StoreError, StoredAgent,
+    PolicyRecordKind, QuotaCount, SqliteOptions, SqliteStore, Store, StoreError, StoredAgent,
     VerifyDataDirError, verify_data_dir,
 };
 use portcullis_test_support::ManualClock;
@@ -277,6 +277,41 @@ async fn policy_records_upsert_list_delete_and_persist() {
     assert_eq!(
         store.list_policy_records(capsule).await.unwrap(),
         list(&[("a", "v1.x.y")])
+    );
+}
+
+/// Quota counts ride the next append's commit, survive a reopen, and only move forward.
+#[tokio::test]
+async fn quota_counts_are_durable_with_the_next_append_and_only_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = |contract: &str, window: i64, count: u64| QuotaCount {
+        contract: contract.to_owned(),
+        window_start: jiff::Timestamp::from_second(window).unwrap(),
+        count,
+    };
+    {
+        let store = open(dir.path(), 1000);
+        for (contract, window, n) in [
+            ("a", 60, 1),
+            ("a", 60, 2),
+            // Lower in the same window, or an older window: ignored.
+            ("a", 60, 1),
+            ("a", 0, 9),
+            ("b", 0, 5),
+            ("b", 60, 1),
+        ] {
+            store.quota_count(count(contract, window, n)).unwrap();
+        }
+        store.append(event(1)).await.unwrap();
+        assert_eq!(
+            store.quota_counts().await.unwrap(),
+            [count("a", 60, 2), count("b", 60, 1)]
+        );
+    }
+    let store = open(dir.path(), 1000);
+    assert_eq!(
+        store.quota_counts().await.unwrap(),
+        [count("a", 60, 2), count("b", 60, 1)]
     );
 }
 

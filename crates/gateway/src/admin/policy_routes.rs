@@ -73,15 +73,19 @@ async fn list_capsules(State(state): State<AppState>) -> Response {
     Json(serde_json::json!({ "capsules": capsules })).into_response()
 }
 
-/// `DELETE /admin/capsules/{id}`: tears an adopted capsule down.
+/// `DELETE /admin/capsules/{id}`: tears an adopted capsule down: 204, 404 when unknown, 409 while
+/// one of its contracts is immutable and active, 503 `store_unavailable` when the teardown cannot
+/// be recorded (nothing changes then).
 async fn delete_capsule(
     State(state): State<AppState>,
+    Extension(caller): Extension<AdminCaller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if capsules::tear_down(&state, &id, "capsule.teardown", "admin_teardown").await {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::new(ErrorCode::NotFound))
+    match capsules::delete(&state, &id, admin_subject(&caller)).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(capsules::DeleteError::NotFound) => Err(ApiError::new(ErrorCode::NotFound)),
+        Err(capsules::DeleteError::Immutable) => Err(ApiError::new(ErrorCode::Conflict)),
+        Err(capsules::DeleteError::Store) => Err(ApiError::new(ErrorCode::StoreUnavailable)),
     }
 }
 

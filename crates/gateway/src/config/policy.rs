@@ -72,6 +72,12 @@ pub fn resolve_path(config: &Config, path: &Path) -> PathBuf {
 /// files are read and compiled by [`crate::policy::build_engine`] at start-up and by
 /// `config check`.
 pub fn validate(config: &Config, issue: &mut dyn FnMut(String, String)) {
+    if config.policy.mode.immutable == portcullis_policy::Mode::Report {
+        issue(
+            "policy.mode.immutable".to_owned(),
+            portcullis_policy::PolicyLoadError::ImmutableReport.to_string(),
+        );
+    }
     for (idx, pattern) in config.policy.deny.iter().enumerate() {
         if let Err(err) = portcullis_policy::catalog::check_pattern(pattern) {
             issue(format!("policy.deny[{idx}]"), err.to_string());
@@ -135,7 +141,8 @@ pub mod schema {
     /// `[policy.mode]`
     #[derive(Debug, JsonSchema)]
     pub struct LayerModes {
-        /// Mode of the `immutable` layer.
+        /// Mode of the `immutable` layer: always `enforce` (`report` is refused at load; roll a
+        /// deny out as a contract in report mode instead).
         #[schemars(default)]
         immutable: Mode,
         /// Mode of the `contract` layer.

@@ -221,37 +221,54 @@ fn capsule_event(kind: &str, decision: Decision, reason: &str, capsule: &Verifie
     }))
 }
 
-/// `POST /admin/capsules`: verifies `token` and adopts it. Every outcome is a ledger event.
+/// `POST /admin/capsules`: verifies `token` and adopts it. Every outcome is a ledger event; a new
+/// adoption's event is durable before the capsule is acted on (see [`adopt_inner`]).
 pub async fn adopt(
     state: &AppState,
     token: &[u8],
     subject: &str,
 ) -> Result<(Adopted, VerifiedCapsule), AdoptError> {
     let now = state.clock.now();
-    let outcome = adopt_inner(state, token, now).await;
+    let outcome = adopt_inner(state, token, now, subject).await;
     let event = match &outcome {
-        Ok((Adopted::New, capsule)) => {
-            capsule_event("capsule.adopted", Decision::Info, "ok", capsule)
-        }
-        Ok((Adopted::Unchanged, capsule)) => {
-            capsule_event("capsule.adopted", Decision::Info, "unchanged", capsule)
-        }
-        Err((err, Some(capsule))) => {
-            capsule_event("capsule.refused", Decision::Deny, err.reason(), capsule)
-        }
-        Err((err, None)) => Event::new("capsule.refused", Decision::Deny, err.reason())
-            .data(serde_json::json!({ "token_sha256": hex::encode(token_digest(token)) })),
+        // Recorded durably inside, before the capsule took effect.
+        Ok((Adopted::New, _)) => None,
+        Ok((Adopted::Unchanged, capsule)) => Some(capsule_event(
+            "capsule.adopted",
+            Decision::Info,
+            "unchanged",
+            capsule,
+        )),
+        Err((err, Some(capsule))) => Some(capsule_event(
+            "capsule.refused",
+            Decision::Deny,
+            err.reason(),
+            capsule,
+        )),
+        Err((err, None)) => Some(
+            Event::new("capsule.refused", Decision::Deny, err.reason())
+                .data(serde_json::json!({ "token_sha256": hex::encode(token_digest(token)) })),
+        ),
     };
-    state
-        .events
-        .emit_best_effort(event.subject(subject.to_owned()))
-        .await;
+    if let Some(event) = event {
+        // Nothing changed for these: a lost record lets nothing happen.
+        state
+            .events
+            .emit_best_effort(event.subject(subject.to_owned()))
+            .await;
+    }
     outcome.map_err(|(err, _)| err)
 }
 
 type Outcome = Result<(Adopted, VerifiedCapsule), (AdoptError, Option<VerifiedCapsule>)>;
 
-async fn adopt_inner(state: &AppState, token: &[u8], now: Timestamp) -> Outcome {
+/// Verifies and adopts one capsule.
+///
+/// INVARIANT (durable-before-adopt): the stored token and the `capsule.adopted` event are durable
+/// before the capsule's rules enter the policy, before the admin API answers 201 and before any
+/// relay; when either write fails the capsule is not adopted (`store_unavailable`) and its stored
+/// token is removed again.
+async fn adopt_inner(state: &AppState, token: &[u8], now: Timestamp, subject: &str) -> Outcome {
     let runtime = &state.policy.capsules;
     let capsule = runtime.verify(token, now).map_err(|err| (err, None))?;
     let mut adopted = runtime.adopted.lock().await;
@@ -263,7 +280,8 @@ async fn adopt_inner(state: &AppState, token: &[u8], now: Timestamp) -> Outcome 
         };
     }
     let rules = rules_of(&capsule);
-    if let Err(errors) = state.policy.state().capsules.adopt(capsule.id(), rules) {
+    let layer = &state.policy.state().capsules;
+    if let Err(errors) = layer.check(capsule.id(), &rules) {
         tracing::info!(
             capsule = capsule.id(),
             errors = errors.len(),
@@ -277,15 +295,107 @@ async fn adopt_inner(state: &AppState, token: &[u8], now: Timestamp) -> Outcome 
         .await
     {
         tracing::error!(error = %err, "cannot persist an adopted capsule");
-        state.policy.state().capsules.remove(capsule.id());
         return Err((AdoptError::Store, Some(capsule)));
+    }
+    let event = capsule_event("capsule.adopted", Decision::Info, "ok", &capsule)
+        .subject(subject.to_owned());
+    if state.events.emit(event).await.is_err() {
+        forget_record(state, capsule.id()).await;
+        return Err((AdoptError::Store, Some(capsule)));
+    }
+    if let Err(errors) = layer.adopt(capsule.id(), rules) {
+        // Checked above under the same lock; only a broken invariant lands here.
+        tracing::error!(
+            capsule = capsule.id(),
+            errors = errors.len(),
+            "capsule rules refused after check"
+        );
+        forget_record(state, capsule.id()).await;
+        return Err((AdoptError::Rules, Some(capsule)));
     }
     adopted.insert(capsule.id().to_owned(), capsule.clone());
     Ok((Adopted::New, capsule))
 }
 
+/// Removes a stored capsule token whose adoption did not complete.
+async fn forget_record(state: &AppState, id: &str) {
+    if let Err(err) = state
+        .store
+        .delete_policy_record(PolicyRecordKind::Capsule, id)
+        .await
+    {
+        // At the next start-up the token is re-verified; it can only add denies.
+        tracing::error!(error = %err, capsule = id, "cannot remove a capsule whose adoption failed");
+    }
+}
+
+/// Why `DELETE /admin/capsules/{id}` refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeleteError {
+    /// No capsule with this id is adopted (404).
+    NotFound,
+    /// The capsule carries an active immutable contract (409); it goes when it expires.
+    Immutable,
+    /// The teardown could not be recorded; nothing changed (503 `store_unavailable`).
+    Store,
+}
+
+/// `DELETE /admin/capsules/{id}`: tears an adopted capsule down, unless one of its contracts is
+/// immutable and active at `now`.
+///
+/// INVARIANT (durable-before-teardown): the stored token is deleted and the `capsule.teardown`
+/// event is durable before the capsule's rules leave the policy; on a store error nothing
+/// changes.
+pub async fn delete(state: &AppState, id: &str, subject: &str) -> Result<(), DeleteError> {
+    let now = state.clock.now();
+    let mut adopted = state.policy.capsules.adopted.lock().await;
+    let Some(capsule) = adopted.get(id) else {
+        return Err(DeleteError::NotFound);
+    };
+    let layer = &state.policy.state().capsules;
+    let held: Vec<String> = layer
+        .contracts_of(id)
+        .into_iter()
+        .filter(|contract| portcullis_policy::can_delete(contract, now).is_err())
+        .map(|contract| contract.id)
+        .collect();
+    if !held.is_empty() {
+        tracing::info!(capsule = id, contracts = ?held, "capsule delete refused: active immutable contract");
+        return Err(DeleteError::Immutable);
+    }
+    if let Err(err) = state
+        .store
+        .delete_policy_record(PolicyRecordKind::Capsule, id)
+        .await
+    {
+        tracing::error!(error = %err, capsule = id, "cannot delete a capsule");
+        return Err(DeleteError::Store);
+    }
+    let event = capsule_event(
+        "capsule.teardown",
+        Decision::Deny,
+        "admin_teardown",
+        capsule,
+    )
+    .subject(subject.to_owned());
+    if state.events.emit(event).await.is_err() {
+        if let Err(err) = state
+            .store
+            .put_policy_record(PolicyRecordKind::Capsule, id, capsule.token())
+            .await
+        {
+            tracing::error!(error = %err, capsule = id, "cannot restore a capsule whose teardown failed");
+        }
+        return Err(DeleteError::Store);
+    }
+    layer.remove(id);
+    adopted.remove(id);
+    Ok(())
+}
+
 /// Removes capsule `id` from the layer, the store and the adopted map, with a ledger event
-/// `kind` (`capsule.teardown` or `capsule.expired`). `false` when it was not adopted.
+/// `kind` (`capsule.expired` or `capsule.teardown`): for capsules whose life is over (expiry,
+/// a trust store that no longer verifies them). `false` when it was not adopted.
 pub async fn tear_down(state: &AppState, id: &str, kind: &str, reason: &str) -> bool {
     let mut adopted = state.policy.capsules.adopted.lock().await;
     let Some(capsule) = adopted.remove(id) else {
@@ -374,9 +484,9 @@ pub async fn restore(state: &AppState) -> Result<usize, portcullis_store::StoreE
         .await?;
     let mut restored = 0;
     for (id, token) in stored {
-        match adopt_inner(state, token.as_bytes(), now).await {
-            Ok(_) => restored += 1,
-            Err((err, _)) => {
+        match readopt(state, token.as_bytes(), now).await {
+            Ok(()) => restored += 1,
+            Err(err) => {
                 state
                     .store
                     .delete_policy_record(PolicyRecordKind::Capsule, &id)
@@ -396,6 +506,25 @@ pub async fn restore(state: &AppState) -> Result<usize, portcullis_store::StoreE
         }
     }
     Ok(restored)
+}
+
+/// Adopts a stored capsule again at start-up: verified with the trust store in service, its token
+/// and adoption already on record.
+async fn readopt(state: &AppState, token: &[u8], now: Timestamp) -> Result<(), AdoptError> {
+    let runtime = &state.policy.capsules;
+    let capsule = runtime.verify(token, now)?;
+    let mut adopted = runtime.adopted.lock().await;
+    if adopted.contains_key(capsule.id()) {
+        return Err(AdoptError::Conflict);
+    }
+    state
+        .policy
+        .state()
+        .capsules
+        .adopt(capsule.id(), rules_of(&capsule))
+        .map_err(|_| AdoptError::Rules)?;
+    adopted.insert(capsule.id().to_owned(), capsule);
+    Ok(())
 }
 
 /// `POST /admin/trust/reload` and SIGHUP: re-reads the trust store, swaps it in, then tears down

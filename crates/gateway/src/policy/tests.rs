@@ -181,7 +181,7 @@ async fn start_up_refuses_a_bad_policy_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&dir, CONFIG, "forbid (principal, action, resource");
     let store = gateway(Config::default()).await.store;
-    let err = crate::server::load_policy(&config, store.as_ref())
+    let err = crate::server::load_policy(&config, &store)
         .await
         .unwrap_err();
     let line = err.to_string();

@@ -389,21 +389,21 @@ fn cedar_combines_with_allowlist() {
 #[test]
 fn report_mode_per_layer() {
     let toml_text = format!(
-        "[policy]\ndeny = [\"tools:call:shell.*\"]\n[policy.mode]\nimmutable = \"report\"\ncedar = \"report\"\n{CONTRACTS}"
+        "[policy]\ndeny = [\"tools:call:shell.*\"]\n[policy.mode]\ncontract = \"report\"\ncedar = \"report\"\n{CONTRACTS}"
     );
     let engine = engine(&toml_text, CEDAR);
     check(
         &engine,
-        "tools:call:shell.exec",
-        ALLOW_TOOLS,
-        r#"{"decision":"allow","layer":"allowlist","rule":"tools:*","reason":"allowlist_allowed","report":{"layer":"immutable","rule":"tools:call:shell.*","reason":"immutable_denied"}}"#,
-    );
-    // An enforced layer still denies, and carries the earlier reported deny.
-    check(
-        &engine,
         "tools:call:github.x",
         ALLOW_TOOLS,
-        r#"{"decision":"deny","layer":"contract","rule":"freeze","reason":"contract_denied"}"#,
+        r#"{"decision":"allow","layer":"allowlist","rule":"tools:*","reason":"allowlist_allowed","report":{"layer":"contract","rule":"freeze","reason":"contract_denied"}}"#,
+    );
+    // An enforced layer still denies.
+    check(
+        &engine,
+        "tools:call:shell.exec",
+        ALLOW_TOOLS,
+        r#"{"decision":"deny","layer":"immutable","rule":"tools:call:shell.*","reason":"immutable_denied"}"#,
     );
     let reporting_default = self::engine("[policy.mode]\ndefault = \"report\"", "");
     check(
@@ -419,6 +419,14 @@ fn report_mode_per_layer() {
         &PolicyState::in_memory(),
     );
     assert_eq!(answer.event_decision(), portcullis_core::Decision::Report);
+}
+
+#[test]
+fn immutable_layer_cannot_report() {
+    let config: PolicyConfig =
+        toml::from_str("deny = [\"tools:call:shell.*\"]\n[mode]\nimmutable = \"report\"").unwrap();
+    let errors = PolicyEngine::build(&config, &[], &[]).unwrap_err();
+    assert_eq!(errors, vec![PolicyLoadError::ImmutableReport]);
 }
 
 #[test]

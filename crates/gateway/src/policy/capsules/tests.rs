@@ -238,6 +238,65 @@ async fn delete_tears_one_down() {
     );
 }
 
+/// An active immutable contract keeps its capsule: DELETE answers 409 and changes nothing until
+/// the contract's term (clamped to the capsule's life) is over.
+#[tokio::test]
+async fn delete_honours_an_immutable_capsule_contract() {
+    let gw = setup().await;
+    let mut body = template(gw.clock.now());
+    body["id"] = json!("held");
+    body["iss"] = json!("ops");
+    body["kid"] = json!(KID);
+    body["ttl"] = json!(3600);
+    body["scope"] = json!("none");
+    body["denies"] = json!([]);
+    let valid_to = gw.clock.now().as_second() + 600;
+    body["contracts"] = json!([{"id": "lock", "patterns": ["tools:call:github.*"],
+        "immutable": true, "valid_to": valid_to}]);
+    let capsule = sign_capsule(body.to_string().as_bytes(), KID, &key()).unwrap();
+    assert_eq!(post_token(&gw, &capsule).await.0, StatusCode::CREATED);
+    let (status, answer) = gw.admin("DELETE", "/admin/capsules/held", None, &[]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "conflict");
+    assert_eq!(
+        explain(&gw, "tools:call:github.x").await["layer"],
+        "capsule"
+    );
+    assert_eq!(
+        gw.store
+            .list_policy_records(PolicyRecordKind::Capsule)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        !gw.ledger_kinds()
+            .await
+            .contains(&"capsule.teardown".to_owned())
+    );
+    // Past the contract's term the capsule may go, and its teardown is on record first.
+    gw.clock.advance(jiff::SignedDuration::from_secs(601));
+    let (status, _) = gw.admin("DELETE", "/admin/capsules/held", None, &[]).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let records = gw.store.ledger_page(0, 100).await.unwrap();
+    let teardown = records
+        .iter()
+        .find(|record| record.kind == "capsule.teardown")
+        .unwrap();
+    assert_eq!(teardown.data["capsule"], "held");
+    assert_eq!(teardown.subject.as_deref(), Some("admin"));
+    // The adoption was on record before it answered, with who adopted it.
+    let adopted = records
+        .iter()
+        .find(|record| record.kind == "capsule.adopted")
+        .unwrap();
+    assert_eq!(
+        (adopted.reason.as_str(), adopted.subject.as_deref()),
+        ("ok", Some("admin"))
+    );
+}
+
 #[test]
 fn every_adoption_reason_is_in_a_table() {
     let errors = [
