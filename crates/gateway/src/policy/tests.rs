@@ -413,3 +413,108 @@ async fn gate_records_every_decision_and_answers_the_registry_code() {
     assert_eq!(last.data["layer"], "immutable");
     assert_eq!(last.data["rule"], "tools:call:shell.*");
 }
+
+/// The gate stage and `/admin/policy/explain` answer alike for the same request, context
+/// included (arguments, risk tier), and explaining never uses up a quota the gate then lacks.
+#[tokio::test]
+async fn explain_answers_what_the_live_gate_answered_without_counting() {
+    let dir = tempfile::tempdir().unwrap();
+    let cedar = r#"@id("no-prod-deploys")
+forbid (principal, action == Portcullis::Action::"tools:call", resource)
+when { context.arguments.hasTag("env") && context.arguments.getTag("env") == "prod" };
+@id("no-critical")
+forbid (principal, action, resource) when { context.risk_level >= 3 };
+"#;
+    let quota = "\n[[contracts]]\nid = \"two-deploys\"\npatterns = [\"tools:call:github.deploy\"]\n\
+                 quota = { limit = 2, window_secs = 3600 }\n";
+    let config = write_config(&dir, &format!("{CONFIG}{quota}"), cedar);
+    let gw = gateway_in(config, dir).await;
+    let agent = gw.state.identity.config_agents().next().unwrap().clone();
+    let identified = crate::identity::Identified {
+        subject: portcullis_core::Subject {
+            agent: agent.id.clone(),
+            ..Default::default()
+        },
+        agent,
+    };
+    let correlation = portcullis_core::CorrelationId::from_header_or_generate(None);
+    let rows = [
+        ("tools:call:github.deploy", json!({"env": "staging"}), "low"),
+        ("tools:call:github.deploy", json!({"env": "prod"}), "low"),
+        ("tools:call:github.issue", json!({"title": "x"}), "critical"),
+        ("tools:call:github.deploy", json!({"env": "staging"}), "low"),
+        // The quota's two hits are used: explain and the gate now both refuse.
+        ("tools:call:github.deploy", json!({"env": "staging"}), "low"),
+    ];
+    for (action, arguments, risk) in rows {
+        let body = json!({"subject": {"agent": "coder"}, "action": action,
+            "context": {"arguments": arguments, "risk": risk}});
+        // Explaining twice first: it must not count.
+        for _ in 0..2 {
+            gw.admin(
+                "POST",
+                "/admin/policy/explain",
+                Some(&body.to_string()),
+                &[],
+            )
+            .await;
+        }
+        let (_, explained) = gw
+            .admin(
+                "POST",
+                "/admin/policy/explain",
+                Some(&body.to_string()),
+                &[],
+            )
+            .await;
+        let request: portcullis_core::Request = serde_json::from_value(body.clone()).unwrap();
+        let live = crate::pipeline::gate(
+            &gw.state,
+            &identified,
+            request.action,
+            request.resource,
+            request.context,
+            &correlation,
+        )
+        .await;
+        let records = gw.store.ledger_page(0, 1000).await.unwrap();
+        let recorded = records
+            .iter()
+            .rev()
+            .find(|record| record.kind == "policy.decision")
+            .unwrap();
+        assert_eq!(
+            (
+                explained["decision"].as_str().unwrap(),
+                explained["reason"].as_str().unwrap(),
+                &explained["rule"],
+            ),
+            (
+                recorded.decision.as_str(),
+                recorded.reason.as_str(),
+                &recorded.data["rule"],
+            ),
+            "{body}"
+        );
+        assert_eq!(live.is_ok(), explained["decision"] == "allow", "{body}");
+    }
+    let decisions: Vec<String> = gw
+        .store
+        .ledger_page(0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|record| record.kind == "policy.decision")
+        .map(|record| record.reason.clone())
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            "allowlist_allowed",
+            "cedar_forbidden",
+            "cedar_forbidden",
+            "allowlist_allowed",
+            "contract_quota_exhausted",
+        ]
+    );
+}
