@@ -351,6 +351,116 @@ async fn a_rug_pull_the_upstream_announces_is_quarantined_before_the_next_call()
     assert!(!record.contains("second"), "{record}");
 }
 
+/// Opens an MCP session over plain HTTP; answers its id.
+async fn open_session(gateway: &Gateway, token: &str) -> String {
+    let http = reqwest::Client::new();
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "raw", "version": "1"}}});
+    let response = http
+        .post(gateway.url("/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = response.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let response = session_request(
+        gateway,
+        token,
+        &id,
+        reqwest::Method::POST,
+        Some(&initialized),
+    )
+    .await;
+    assert!(response.0.is_success(), "{response:?}");
+    id
+}
+
+/// One request in session `id`: its status and body.
+async fn session_request(
+    gateway: &Gateway,
+    token: &str,
+    id: &str,
+    method: reqwest::Method,
+    body: Option<&serde_json::Value>,
+) -> (reqwest::StatusCode, String) {
+    let mut request = reqwest::Client::new()
+        .request(method, gateway.url("/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", id)
+        .header("mcp-protocol-version", "2025-06-18");
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_serves_only_the_agent_that_opened_it_and_each_agent_holds_a_bounded_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = start(dir.path(), "open", "").await;
+    wait_for_tools(&gateway).await;
+    let alice = create_agent(&gateway, "alice", &["tools:*", "io:*"]).await;
+    let mallory = create_agent(&gateway, "mallory", &["tools:*", "io:*"]).await;
+    let list = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let own = open_session(&gateway, &alice).await;
+
+    // Another agent is told the session does not exist, exactly as for an invented id.
+    let unknown = session_request(
+        &gateway,
+        &mallory,
+        "no-such-session",
+        reqwest::Method::POST,
+        Some(&list),
+    )
+    .await;
+    assert_eq!(unknown.0, 404);
+    let stolen =
+        session_request(&gateway, &mallory, &own, reqwest::Method::POST, Some(&list)).await;
+    assert_eq!(stolen, unknown);
+    let listened = session_request(&gateway, &mallory, &own, reqwest::Method::GET, None).await;
+    assert_eq!(listened, unknown);
+    let ended = session_request(&gateway, &mallory, &own, reqwest::Method::DELETE, None).await;
+    assert_eq!(ended, unknown);
+    let served = session_request(&gateway, &alice, &own, reqwest::Method::POST, Some(&list)).await;
+    assert_eq!(served.0, 200, "{served:?}");
+
+    // The 65th session closes the least recently used one.
+    let mut newest = String::new();
+    for _ in 0..64 {
+        newest = open_session(&gateway, &alice).await;
+    }
+    let evicted = session_request(&gateway, &alice, &own, reqwest::Method::POST, Some(&list)).await;
+    assert_eq!(evicted, unknown);
+    let kept = session_request(
+        &gateway,
+        &alice,
+        &newest,
+        reqwest::Method::POST,
+        Some(&list),
+    )
+    .await;
+    assert_eq!(kept.0, 200, "{kept:?}");
+    let ledger = gateway.admin_get("/admin/ledger?limit=1000").await;
+    let evictions = ledger["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "mcp.session_evicted" && r["subject"] == "alice")
+        .count();
+    assert_eq!(evictions, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meta_catalog_agents_see_only_the_broker_verbs() {
     let dir = tempfile::tempdir().unwrap();

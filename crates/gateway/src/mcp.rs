@@ -29,7 +29,6 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext as McpContext;
 use rmcp::transport::streamable_http_server::StreamableHttpService;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::tower::StreamableHttpServerConfig;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use tokio::sync::Mutex;
@@ -40,11 +39,13 @@ use crate::error::ApiError;
 use crate::http::AppState;
 use crate::identity::Identified;
 use crate::secrets::Secrets;
+use sessions::Sessions;
 
 pub mod admin;
 pub mod broker;
 mod call;
 mod content;
+pub mod sessions;
 
 /// The message of the one error both a missing and a denied tool answer with.
 pub const UNKNOWN_TOOL: &str = "Unknown tool.";
@@ -437,22 +438,29 @@ pub fn router(state: AppState) -> axum::Router<AppState> {
         rmcp_config = rmcp_config.disable_allowed_hosts();
     }
     let handler_state = state.clone();
+    let manager = Arc::new(Sessions::manager());
+    let sessions = Arc::new(Sessions::new(Arc::clone(&manager)));
     let service = StreamableHttpService::new(
         move || {
             Ok(McpHandler {
                 state: handler_state.clone(),
             })
         },
-        Arc::new(LocalSessionManager::default()),
+        manager,
         rmcp_config,
     );
     axum::Router::new()
         .route_service("/mcp", service)
-        .layer(middleware::from_fn_with_state(state, guard))
+        .layer(middleware::from_fn_with_state((state, sessions), guard))
 }
 
-/// Identify, then Origin: nothing reaches rmcp (or an upstream) without both.
-async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// Identify, then Origin, then the session's owner: nothing reaches rmcp (or an upstream)
+/// without all three.
+async fn guard(
+    State((state, sessions)): State<(AppState, Arc<Sessions>)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let correlation = req
         .extensions()
         .get::<CorrelationId>()
@@ -463,18 +471,22 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
         Ok(identified) => identified,
         Err(err) => return err.into_response(),
     };
-    // Without `X-Portcullis-Session`, the session is the MCP session (budgets count per session).
+    // A session is served only to the agent that opened it; any other answers as unknown.
+    let asked = match req.headers().get(sessions::SESSION_HEADER) {
+        None => None,
+        Some(value) => match value.to_str() {
+            Ok(id) if sessions.owned_by(id, &identified.agent.id) => Some(id.to_owned()),
+            _ => return sessions::unknown_session(),
+        },
+    };
+    // Without `X-Portcullis-Session`, the session is the MCP session the gateway issued to this
+    // agent, else (stateless protocol) the agent's default session of the day: budgets count
+    // per session, and no caller-chosen id is ever trusted as one.
     if identified.subject.session.is_none() {
-        identified.subject.session = req
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|value| value.to_str().ok())
-            .filter(|id| {
-                !id.is_empty()
-                    && id.len() <= crate::identity::MAX_IDENTITY_VALUE_LEN
-                    && id.bytes().all(|b| b.is_ascii_graphic())
-            })
-            .map(|id| format!("mcp:{id}"));
+        identified.subject.session = Some(match &asked {
+            Some(id) => format!("mcp:{id}"),
+            None => default_session(&identified.agent.id, state.clock.now()),
+        });
     }
     if !origin_allowed(&state, req.headers()) {
         state
@@ -487,8 +499,21 @@ async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> R
             .await;
         return ApiError::new(ErrorCode::Forbidden).into_response();
     }
+    let agent = identified.agent.id.clone();
+    let method = req.method().clone();
     req.extensions_mut().insert(identified);
-    next.run(req).await
+    let response = next.run(req).await;
+    let ended = sessions::ended(asked.as_deref(), &method, &response);
+    let issued = sessions::issued(asked.as_deref(), &response);
+    sessions
+        .after(&state, &agent, ended, issued, &correlation)
+        .await;
+    response
+}
+
+/// The session of a request that is in no MCP session: one per agent and UTC day.
+pub fn default_session(agent: &str, now: jiff::Timestamp) -> String {
+    format!("default:{agent}:{}", now.strftime("%Y-%m-%d"))
 }
 
 /// No `Origin` (non-browser clients) is fine; otherwise it must be the server's own origin or
