@@ -13,7 +13,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::llm::FixtureLlm;
+use support::llm::{EventTap, FixtureLlm};
 use support::{Gateway, create_agent};
 
 const PROVIDER_KEY: &str = "fixture-provider-key-0451-abcdef";
@@ -177,4 +177,47 @@ async fn request_side_sanitizing_reaches_keys_numbers_secrets_and_tokens() {
     // The declared bridge agent is still a working caller.
     let (status, answer) = post(&gateway, DECLARED_TOKEN, &chat("hi", json!({}))).await;
     assert_eq!(status, 200, "{answer}");
+
+    // Issue 17.14: a model string is the agent's own; what reaches the ledger (the gate's
+    // decisions, the `llm.call` record) has its secrets and personal data masked.
+    let mut tap = EventTap::open(&gateway).await;
+    let models = [
+        PROVIDER_KEY.to_owned(),
+        token.clone(),
+        "kim.lee@example.net".to_owned(),
+    ];
+    for model in &models {
+        let mut body = chat("hello", json!({}));
+        body["model"] = json!(model);
+        let (status, answer) = post(&gateway, &token, &body).await;
+        assert_eq!(status, 404, "{answer}");
+        assert_eq!(answer["error"]["code"], "not_found");
+    }
+    // The bridge's call above may be recorded after the tap opened: wait for the refusals.
+    let mut refused = Vec::new();
+    while refused.len() < models.len() {
+        let call = tap.take("llm.call", 1).await.remove(0);
+        if call["reason"] == "llm_model_unknown" {
+            refused.push(call);
+        }
+    }
+    for call in &refused {
+        let model = call["data"]["model"].as_str().unwrap();
+        assert!(model.starts_with("[REDACTED_"), "{call}");
+    }
+    let page = gateway.admin_get("/admin/ledger?limit=1000").await;
+    let ledger = page.to_string();
+    assert!(
+        ledger.contains("llm:model:[REDACTED_SECRET]"),
+        "the gate decided the masked name"
+    );
+    for model in &models {
+        assert!(
+            !ledger.contains(model.as_str()),
+            "`{model}` reached the ledger"
+        );
+    }
+    for secret in [PROVIDER_KEY, token.as_str(), admin.as_str(), DECLARED_TOKEN] {
+        assert!(!ledger.contains(secret), "a secret reached the ledger");
+    }
 }

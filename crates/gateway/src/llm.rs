@@ -151,6 +151,13 @@ impl LlmRuntime {
         Self::start(&Config::default(), &Secrets::default())
     }
 
+    /// `text` (a string from a caller) with secrets and personal data masked, fit for records;
+    /// `None` when it cannot be scanned.
+    fn mask(&self, text: &str) -> Option<String> {
+        let text = self.redactor.redact_str(text).ok()?;
+        self.sanitizer.mask(&text).ok()
+    }
+
     /// Loads the tokenizers now, so the first request does not pay for it.
     pub fn preload(&self) {
         self.tokens.preload();
@@ -421,7 +428,14 @@ async fn admit(
     let model = value
         .get("model")
         .and_then(Value::as_str)
-        .map(str::to_owned)
+        .filter(|model| model.len() <= portcullis_llm::request::MAX_MODEL_LEN)
+        .ok_or_else(|| LlmError::new(ErrorCode::BadRequest))?;
+    // INVARIANT (caller-strings-masked): the model is the agent's own string; what the gate, the
+    // ledger and routing see has its secrets and personal data masked (a pasted key is then
+    // simply an unknown model).
+    let model = state
+        .llm
+        .mask(model)
         .ok_or_else(|| LlmError::new(ErrorCode::BadRequest))?;
     let model_key = GateKey::parse(&format!("llm:model:{model}"))
         .map_err(|_| LlmError::new(ErrorCode::BadRequest))?;

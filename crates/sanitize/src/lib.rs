@@ -215,6 +215,21 @@ impl Sanitizer {
         replace::apply_spans(self, text, context, &spans, scope, vault)
     }
 
+    /// `text` with every finding replaced by its type's label (`[REDACTED_EMAIL]`), whatever
+    /// the strategy: for strings from callers that go into records (a model name).
+    pub fn mask(&self, text: &str) -> Result<String, SanitizeError> {
+        let spans = self.scan(text)?;
+        let mut res = String::with_capacity(text.len());
+        let mut cursor = 0;
+        for span in &spans {
+            res.push_str(text.get(cursor..span.start).unwrap_or_default());
+            res.push_str(&replace::redact_label(span.entity));
+            cursor = span.end;
+        }
+        res.push_str(text.get(cursor..).unwrap_or_default());
+        Ok(res)
+    }
+
     /// A keyed MAC over `parts`, each length-prefixed so that boundaries cannot shift.
     pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut mac = self.mac.clone();
@@ -257,6 +272,20 @@ mod tests {
                 .iter()
                 .any(|r| r.code == ConfigError::MaxFindings.reason())
         );
+    }
+
+    #[test]
+    fn mask_labels_every_finding_whatever_the_strategy() {
+        let config = PiiConfig {
+            strategies: StrategyTable::uniform(Strategy::Allow),
+            ..PiiConfig::default()
+        };
+        let sanitizer = Sanitizer::new(config, &[7; 32]).unwrap();
+        assert_eq!(
+            sanitizer.mask("gpt-4o bob@example.com x").unwrap(),
+            "gpt-4o [REDACTED_EMAIL] x"
+        );
+        assert_eq!(sanitizer.mask("gpt-4o-mini").unwrap(), "gpt-4o-mini");
     }
 
     #[test]
