@@ -177,6 +177,7 @@ async fn proxy(flags: &HashMap<String, String>) {
             tunnels_per_agent: 4096,
             ..ProxyLimits::default()
         },
+        live: Default::default(),
     };
     run_proxy(listener, deps, std::future::pending()).await;
 }

@@ -10,6 +10,7 @@ use portcullis_core::clock::Clock;
 use portcullis_core::error::ErrorCode;
 use portcullis_netpolicy::{EgressPolicy, GateKeys, Lease};
 
+use crate::live::LiveConnections;
 use crate::resolver::Resolver;
 
 /// An authenticated agent, its project, and the policy gate that decides for it.
@@ -264,6 +265,9 @@ pub struct ProxyDeps {
     pub leases: Arc<dyn LeaseSource>,
     pub clock: Arc<dyn Clock>,
     pub limits: ProxyLimits,
+    /// The open tunnels and in-flight requests, by caller; the gateway cuts them on a kill
+    /// switch or a revocation.
+    pub live: Arc<LiveConnections>,
 }
 
 /// Limits of the DNS guard.

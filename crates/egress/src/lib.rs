@@ -14,6 +14,8 @@
 //! - Every target goes through `decide`, then the gateway's policy gate ([`EgressGate`]) on its
 //!   `net:host:`, `net:domain:` and `net:port:` keys; a name either denies is never looked up.
 //! - An allowed connection is dialed only after its decision record is durable.
+//! - Every open tunnel and in-flight forwarded request is in [`LiveConnections`] until it ends;
+//!   a cut ends it at once and its close record carries the cut's reason.
 //! - One lookup per request, and the address dialed is exactly the one `vet` picked from it.
 //! - `Proxy-Authorization` and every other `Proxy-*` or hop-by-hop header never reach a target.
 //! - The DNS guard answers only A/AAAA for names `check_dns_name` allows, with only the answers
@@ -24,6 +26,7 @@
 mod deps;
 mod dns;
 mod io;
+mod live;
 mod proxy;
 mod reason;
 mod resolver;
@@ -37,6 +40,7 @@ pub use deps::{
     RecordHead, StaticLeases, Surface,
 };
 pub use dns::{MAX_UDP_QUERY, run_dns_guard};
+pub use live::{CutReason, LiveCaller, LiveConnections};
 pub use proxy::{MAX_AUTH_LEN, MAX_RECORDED_TARGET, run_proxy};
 pub use reason::{ProxyReason, REASONS};
 pub use resolver::{

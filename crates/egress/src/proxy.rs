@@ -30,6 +30,7 @@ use crate::deps::{
     RecordHead, Surface,
 };
 use crate::io::{Counted, Counters, TunnelSlots, idle_watch};
+use crate::live::{Cut, LiveCaller};
 use crate::reason::ProxyReason;
 use crate::upstream::{CloseOnDrop, Pool, PoolKey, Tracked, Upstream};
 
@@ -84,6 +85,9 @@ pub async fn run_proxy(listener: TcpListener, deps: ProxyDeps, shutdown: impl Fu
 }
 
 async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
+    // Cut when the agent of a request in flight on this connection is killed or revoked:
+    // dropping the connection closes the client socket and the request's target connection.
+    let cut = Arc::new(Cut::default());
     let _ = stream.set_nodelay(true);
     let limits = &shared.deps.limits;
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -94,21 +98,31 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
         .max_headers(limits.max_headers);
     let service = {
         let shared = Arc::clone(&shared);
+        let cut = Arc::clone(&cut);
         service_fn(move |req| {
             let shared = Arc::clone(&shared);
-            async move { Ok::<_, Infallible>(handle(shared, req).await) }
+            let cut = Arc::clone(&cut);
+            async move { Ok::<_, Infallible>(handle(shared, req, cut).await) }
         })
     };
-    if let Err(error) = builder
+    let connection = builder
         .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades()
-        .await
-    {
-        tracing::debug!(%error, "egress proxy client connection ended with an error");
+        .with_upgrades();
+    tokio::select! {
+        served = connection => if let Err(error) = served {
+            tracing::debug!(%error, "egress proxy client connection ended with an error");
+        },
+        reason = cut.cut() => {
+            tracing::info!(reason = reason.as_str(), "egress proxy connection cut");
+        }
     }
 }
 
-async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(
+    shared: Arc<Shared>,
+    mut req: Request<Incoming>,
+    connection_cut: Arc<Cut>,
+) -> Response<ProxyBody> {
     let started = Instant::now();
     let Some(caller) = authenticate(&shared, req.headers()).await else {
         let mut response = refusal(
@@ -243,8 +257,19 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Pro
         return refusal(code.http_status(), code.as_str(), code.message());
     }
 
+    let live_caller = LiveCaller {
+        agent: caller.agent.clone(),
+        project: caller.project.clone(),
+    };
+    // A tunnel outlives its client connection (the upgrade), so it has a cut of its own.
+    let cut = match surface {
+        Surface::Connect => Arc::new(Cut::default()),
+        Surface::Http | Surface::Dns => connection_cut,
+    };
+    let live = shared.deps.live.register(live_caller, Arc::clone(&cut));
     let close = CloseOnDrop {
         events: Arc::clone(&shared.deps.events),
+        live: Some((live, Arc::clone(&cut))),
         record: Some(CloseRecord {
             head,
             dialed,
@@ -264,7 +289,7 @@ async fn handle(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<Pro
                 Err(reason) => return close.fail(reason),
             };
             let upgrade = hyper::upgrade::on(&mut req);
-            tokio::spawn(run_tunnel(shared, upgrade, stream, close, slot));
+            tokio::spawn(run_tunnel(shared, upgrade, stream, close, slot, cut));
             Response::new(empty())
         }
         Surface::Http | Surface::Dns => {
@@ -330,6 +355,7 @@ async fn run_tunnel(
     stream: TcpStream,
     mut close: CloseOnDrop,
     _slot: Option<crate::io::TunnelSlot>,
+    cut: Arc<Cut>,
 ) {
     let Ok(upgraded) = upgrade.await else {
         close.set_reason(ProxyReason::UpstreamFailed);
@@ -345,6 +371,7 @@ async fn run_tunnel(
             Err(_) => ProxyReason::UpstreamFailed,
         },
         () = idle_watch(&close.counters, idle) => ProxyReason::IdleTimeout,
+        reason = cut.cut() => reason,
         _ = closing.wait_for(|closing| *closing) => ProxyReason::Closed,
     };
     close.set_reason(reason);

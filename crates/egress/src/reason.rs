@@ -30,6 +30,12 @@ pub enum ProxyReason {
     DnsTypeRefused,
     /// The DNS guard got a message that is not a single-question standard query.
     DnsBadQuery,
+    /// A kill switch covering the caller engaged: its open tunnel or in-flight request was cut
+    /// (close records only).
+    KillSwitchClosed,
+    /// The caller's agent was revoked or deleted: its open tunnel or in-flight request was cut
+    /// (close records only).
+    AgentRevoked,
 }
 
 /// Every adapter reason code, for `docs/ERROR_CODES.md`.
@@ -46,6 +52,8 @@ pub const REASONS: &[ReasonInfo] = &[
     info(ProxyReason::IdleTimeout),
     info(ProxyReason::DnsTypeRefused),
     info(ProxyReason::DnsBadQuery),
+    info(ProxyReason::KillSwitchClosed),
+    info(ProxyReason::AgentRevoked),
 ];
 
 const fn info(reason: ProxyReason) -> ReasonInfo {
@@ -71,6 +79,8 @@ impl ProxyReason {
             ProxyReason::IdleTimeout => "egress_idle_timeout",
             ProxyReason::DnsTypeRefused => "egress_dns_type_refused",
             ProxyReason::DnsBadQuery => "egress_dns_bad_query",
+            ProxyReason::KillSwitchClosed => "egress_killswitch_closed",
+            ProxyReason::AgentRevoked => "egress_agent_revoked",
         }
     }
 
@@ -90,6 +100,8 @@ impl ProxyReason {
             | ProxyReason::NotAProxyRequest
             | ProxyReason::DnsBadQuery => ErrorCode::BadRequest,
             ProxyReason::DnsTypeRefused => ErrorCode::EgressDenied,
+            ProxyReason::KillSwitchClosed => ErrorCode::KillswitchEngaged,
+            ProxyReason::AgentRevoked => ErrorCode::Unauthorized,
         }
     }
 
@@ -115,6 +127,12 @@ impl ProxyReason {
             ProxyReason::IdleTimeout => "close record: the tunnel was idle too long",
             ProxyReason::DnsTypeRefused => "dns guard: only A and AAAA in class IN are answered",
             ProxyReason::DnsBadQuery => "dns guard: not a single-question standard query",
+            ProxyReason::KillSwitchClosed => {
+                "close record: a kill switch engaged and the connection was cut"
+            }
+            ProxyReason::AgentRevoked => {
+                "close record: the agent was revoked and the connection was cut"
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::deps::{CloseRecord, EgressEvents};
 use crate::io::Counters;
+use crate::live::{Cut, LiveGuard};
 use crate::proxy::{ProxyBody, refusal};
 use crate::reason::ProxyReason;
 
@@ -26,6 +27,9 @@ pub(crate) struct CloseOnDrop {
     /// The counters' values when this request started using the connection.
     pub(crate) base: (u64, u64),
     pub(crate) started: Instant,
+    /// The connection's registration as live and its cut signal; a cut's reason replaces the
+    /// record's.
+    pub(crate) live: Option<(LiveGuard, Arc<Cut>)>,
 }
 
 impl CloseOnDrop {
@@ -64,6 +68,12 @@ impl CloseOnDrop {
         let Some(mut record) = self.record.take() else {
             return;
         };
+        if let Some((guard, cut)) = self.live.take() {
+            if let Some(reason) = cut.reason() {
+                record.reason = reason.as_str();
+            }
+            drop(guard);
+        }
         record.bytes_up = self.counters.up().wrapping_sub(self.base.0);
         record.bytes_down = self.counters.down().wrapping_sub(self.base.1);
         record.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -17,7 +17,7 @@ use base64::Engine;
 use common::*;
 use jiff::SignedDuration;
 use portcullis_core::Clock;
-use portcullis_egress::{FixtureResolver, ProxyLimits, Surface};
+use portcullis_egress::{CutReason, FixtureResolver, ProxyLimits, Surface};
 use portcullis_netpolicy::{DnsFixture, Lease, LeaseKey, LeaseSubject};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -581,4 +581,44 @@ async fn keep_alive_targets_are_reused_per_agent_and_host_with_bytes_per_request
     let out = curl(&["-x", &proxy.url(), "--proxy-header", &bearer, &url]).await;
     assert_eq!(out.code, 200, "{out:?}");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_closes_the_callers_tunnel_with_a_close_record() {
+    let echo = echo_server("127.0.0.2").await;
+    let port = echo.port();
+    let mut proxy = Proxy::start(
+        policy(&config(port)),
+        fixture(),
+        vec![],
+        ProxyLimits::default(),
+    )
+    .await;
+    let (mut tunnel, head) = raw_connect(proxy.addr, &format!("svc.test:{port}")).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(proxy.decision().await.allow);
+    tunnel.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    tunnel.read_exact(&mut buf).await.unwrap();
+    assert_eq!(proxy.live.callers().len(), 1);
+
+    // Another agent's cut leaves it alone; its own ends it.
+    assert_eq!(
+        proxy
+            .live
+            .cut(|c| (c.agent == "someone-else").then_some(CutReason::KillSwitch)),
+        0
+    );
+    assert_eq!(
+        proxy
+            .live
+            .cut(|c| (c.agent == AGENT).then_some(CutReason::KillSwitch)),
+        1
+    );
+    let mut rest = Vec::new();
+    let _ = tunnel.read_to_end(&mut rest).await;
+    let close = proxy.close().await;
+    assert_eq!(close.reason, "egress_killswitch_closed");
+    assert_eq!(close.bytes_up, 4);
+    assert!(proxy.live.is_empty());
 }

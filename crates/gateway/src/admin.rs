@@ -1,6 +1,11 @@
 //! The admin surface: operator authentication, the admin rate limit, and the `/admin/*` routes.
+//!
+//! Successes and failures are counted apart. A request with the admin token passes the admin
+//! rate limit (`admin.rate_limit`, kept per token), which nobody without the token can use up.
+//! A request without it is answered 401, and failed authentications are limited per peer and
+//! globally by the HTTP layer (`identity::failures`), which never limits a valid token. There is
+//! no way in without the token: debug mode opens nothing.
 
-use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -26,6 +31,9 @@ const MAX_LIMITER_KEYS: usize = 10_000;
 pub struct RateLimit {
     pub limit: NonZeroU32,
     pub window: Duration,
+    // INVARIANT (quota-nonzero): `window / limit` is at least one nanosecond; `parse` refuses
+    // pairs that round to zero (a zero period would disable the limiter).
+    quota: Quota,
 }
 
 impl RateLimit {
@@ -39,15 +47,20 @@ impl RateLimit {
         if window == 0 || window > 86_400 {
             return Err(bad());
         }
+        let window = Duration::from_secs(window);
+        // INVARIANT (quota-nonzero): kept here.
+        let quota = window
+            .checked_div(limit.get())
+            .and_then(Quota::with_period)
+            .map(|quota| quota.allow_burst(limit))
+            .ok_or_else(|| {
+                format!("`{raw}` allows more than one request per nanosecond; use a smaller limit")
+            })?;
         Ok(Self {
             limit,
-            window: Duration::from_secs(window),
+            window,
+            quota,
         })
-    }
-
-    fn quota(self) -> Option<Quota> {
-        let period = self.window.checked_div(self.limit.get())?;
-        Some(Quota::with_period(period)?.allow_burst(self.limit))
     }
 }
 
@@ -56,8 +69,6 @@ impl RateLimit {
 pub enum AdminCaller {
     /// Presented the admin token.
     Token,
-    /// `PORTCULLIS_DEBUG=1` and a loopback peer.
-    DebugLoopback,
 }
 
 /// Why an admin request was refused, for the event.
@@ -92,8 +103,8 @@ impl AdminRefusal {
 /// Admin authentication plus the admin rate limit.
 pub struct AdminGuard {
     token_sha256: Option<[u8; 32]>,
-    debug_open_on_loopback: bool,
-    limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// Requests with the valid token, per token.
+    limiter: DefaultKeyedRateLimiter<[u8; 32]>,
     clock: DefaultClock,
 }
 
@@ -101,75 +112,55 @@ impl std::fmt::Debug for AdminGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminGuard")
             .field("token_configured", &self.token_sha256.is_some())
-            .field("debug_open_on_loopback", &self.debug_open_on_loopback)
             .finish_non_exhaustive()
     }
 }
 
 impl AdminGuard {
-    pub fn new(token_sha256: Option<[u8; 32]>, rate_limit: RateLimit, debug: bool) -> Self {
+    pub fn new(token_sha256: Option<[u8; 32]>, rate_limit: RateLimit) -> Self {
         Self {
             token_sha256,
-            debug_open_on_loopback: debug,
-            limiter: rate_limit.quota().map(RateLimiter::keyed),
+            limiter: RateLimiter::keyed(rate_limit.quota),
             clock: DefaultClock::default(),
         }
     }
 
-    /// Rate limit first (per client address and per presented token), then authentication.
-    pub fn check(
-        &self,
-        headers: &HeaderMap,
-        peer: Option<SocketAddr>,
-    ) -> Result<AdminCaller, AdminRefusal> {
-        let presented = presented_token(headers);
-        let presented_hash = presented.map(tokens::sha256);
-        let peer_ip = peer.map(|addr| addr.ip());
-        self.rate_limit(peer_ip, presented_hash.as_ref())?;
-
-        if let (Some(hash), Some(expected)) = (&presented_hash, &self.token_sha256) {
-            if tokens::digest_eq(hash, expected) {
-                return Ok(AdminCaller::Token);
-            }
+    /// Authentication, then the admin rate limit of the token. The peer is not consulted: a
+    /// loopback caller needs the token like any other.
+    pub fn check(&self, headers: &HeaderMap) -> Result<AdminCaller, AdminRefusal> {
+        let Some(presented) = presented_token(headers) else {
+            return Err(AdminRefusal::MissingToken);
+        };
+        let hash = tokens::sha256(presented);
+        if !self.matches(&hash) {
             return Err(AdminRefusal::WrongToken);
         }
-        if self.debug_open_on_loopback && peer_ip.is_some_and(|ip| ip.is_loopback()) {
-            return Ok(AdminCaller::DebugLoopback);
-        }
-        match presented_hash {
-            Some(_) => Err(AdminRefusal::WrongToken),
-            None => Err(AdminRefusal::MissingToken),
-        }
+        self.rate_limit(hash)?;
+        Ok(AdminCaller::Token)
     }
 
-    fn rate_limit(
-        &self,
-        peer: Option<IpAddr>,
-        token: Option<&[u8; 32]>,
-    ) -> Result<(), AdminRefusal> {
-        let Some(limiter) = &self.limiter else {
-            return Ok(());
-        };
-        if limiter.len() > MAX_LIMITER_KEYS {
-            limiter.retain_recent();
+    /// Whether `headers` carry the admin token (no rate limit counted).
+    pub fn token_matches(&self, headers: &HeaderMap) -> bool {
+        presented_token(headers).is_some_and(|token| self.matches(&tokens::sha256(token)))
+    }
+
+    fn matches(&self, hash: &[u8; 32]) -> bool {
+        self.token_sha256
+            .as_ref()
+            .is_some_and(|expected| tokens::digest_eq(hash, expected))
+    }
+
+    fn rate_limit(&self, token: [u8; 32]) -> Result<(), AdminRefusal> {
+        if self.limiter.len() > MAX_LIMITER_KEYS {
+            self.limiter.retain_recent();
         }
-        let mut keys = vec![match peer {
-            Some(ip) => format!("ip:{ip}"),
-            None => "ip:unknown".to_owned(),
-        }];
-        if let Some(hash) = token {
-            keys.push(format!("token:{}", hex::encode(hash)));
-        }
-        for key in &keys {
-            if let Err(not_until) = limiter.check_key(key) {
-                let wait = not_until.wait_time_from(self.clock.now());
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                return Err(AdminRefusal::RateLimited {
-                    retry_after_secs: secs.max(1),
-                });
+        self.limiter.check_key(&token).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            AdminRefusal::RateLimited {
+                retry_after_secs: secs.max(1),
             }
-        }
-        Ok(())
+        })
     }
 }
 
@@ -201,7 +192,17 @@ mod tests {
         let limit = RateLimit::parse("60/60").unwrap();
         assert_eq!(limit.limit.get(), 60);
         assert_eq!(limit.window, Duration::from_secs(60));
-        for bad in ["", "60", "0/60", "60/0", "a/b", "-1/60", "60/999999"] {
+        for bad in [
+            "",
+            "60",
+            "0/60",
+            "60/0",
+            "a/b",
+            "-1/60",
+            "60/999999",
+            // Rounds to a zero period: would silently disable the limiter.
+            "4000000000/1",
+        ] {
             assert!(RateLimit::parse(bad).is_err(), "{bad}");
         }
     }
@@ -211,34 +212,35 @@ mod tests {
         let guard = AdminGuard::new(
             Some(tokens::sha256("t")),
             RateLimit::parse("60/60").unwrap(),
-            false,
         );
         let mut headers = HeaderMap::new();
         headers.insert(ADMIN_HEADER, "t".parse().unwrap());
-        let peer = Some(SocketAddr::from(([127, 0, 0, 1], 1)));
         for _ in 0..60 {
-            assert_eq!(guard.check(&headers, peer), Ok(AdminCaller::Token));
+            assert_eq!(guard.check(&headers), Ok(AdminCaller::Token));
         }
         assert!(matches!(
-            guard.check(&headers, peer),
+            guard.check(&headers),
             Err(AdminRefusal::RateLimited { retry_after_secs }) if retry_after_secs >= 1
         ));
     }
 
     #[test]
-    fn debug_opens_loopback_only() {
-        let guard = AdminGuard::new(None, RateLimit::parse("1000/1").unwrap(), true);
-        let headers = HeaderMap::new();
-        let loopback = Some(SocketAddr::from(([127, 0, 0, 1], 1)));
-        let remote = Some(SocketAddr::from(([192, 0, 2, 1], 1)));
+    fn failures_do_not_use_up_the_token_limit() {
+        let guard = AdminGuard::new(Some(tokens::sha256("t")), RateLimit::parse("2/60").unwrap());
+        let mut wrong = HeaderMap::new();
+        wrong.insert(ADMIN_HEADER, "guess".parse().unwrap());
+        for _ in 0..100 {
+            assert_eq!(guard.check(&wrong), Err(AdminRefusal::WrongToken));
+        }
         assert_eq!(
-            guard.check(&headers, loopback),
-            Ok(AdminCaller::DebugLoopback)
+            guard.check(&HeaderMap::new()),
+            Err(AdminRefusal::MissingToken),
+            "loopback without a token is refused"
         );
-        assert_eq!(
-            guard.check(&headers, remote),
-            Err(AdminRefusal::MissingToken)
-        );
-        assert_eq!(guard.check(&headers, None), Err(AdminRefusal::MissingToken));
+        let mut right = HeaderMap::new();
+        right.insert(ADMIN_HEADER, "t".parse().unwrap());
+        assert_eq!(guard.check(&right), Ok(AdminCaller::Token));
+        assert!(guard.token_matches(&right));
+        assert!(!guard.token_matches(&wrong));
     }
 }

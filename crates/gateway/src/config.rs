@@ -103,7 +103,39 @@ pub struct ServerConfig {
     /// Set when a TLS-terminating reverse proxy fronts a non-loopback bind; `portcullis doctor`
     /// fails a non-loopback bind without it.
     pub behind_tls_proxy: bool,
+    /// Time a client has to send a complete request head, from its first byte (from the accept
+    /// for a new connection); past it the connection is closed (1s to 5m).
+    pub header_read_timeout: ConfigDuration,
+    /// A connection with no request in flight and no bytes moving for this long is closed:
+    /// kept-alive connections between requests, clients that stopped reading (1s to 1h).
+    pub idle_timeout: ConfigDuration,
+    /// Most connections the HTTP listener keeps open. At the cap the connection idle the longest
+    /// is closed to make room; when every one is busy the new one is refused. Lowered at start to
+    /// three quarters of the open-file limit when that is smaller (1 to 1000000).
+    pub max_connections: u32,
+    /// Most connections one client address keeps open, with the same rule (1 to
+    /// `max_connections`). Behind a reverse proxy every client shares the proxy's address.
+    pub max_connections_per_ip: u32,
+    /// Length of the listen queue of connections not yet accepted (1 to 65535; the system may cap
+    /// it, see `net.core.somaxconn`).
+    pub listen_backlog: u32,
+    /// Failed authentications (401 on any surface: agent token, admin token, metrics token) one
+    /// client address may make per window; past it, its requests without a valid credential are
+    /// refused with 429 and recorded as one `auth.refused` event per address and window.
+    pub auth_failures_per_peer: u32,
+    /// Failed authentications from all addresses together per window, with the same rule for
+    /// every address once reached. A valid credential is never refused by either limit.
+    pub auth_failures_global: u32,
+    /// The window of both failed-authentication limits (1s to 1h).
+    pub auth_failure_window: ConfigDuration,
 }
+
+/// Default of `server.auth_failures_per_peer`.
+pub const DEFAULT_AUTH_FAILURES_PER_PEER: u32 = 30;
+/// Default of `server.auth_failures_global`.
+pub const DEFAULT_AUTH_FAILURES_GLOBAL: u32 = 300;
+/// Default of `server.auth_failure_window`.
+pub const DEFAULT_AUTH_FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `[admin]`
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -115,8 +147,10 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// SHA-256 of the admin token, as 64 hex digits.
     pub token_sha256: Option<String>,
-    /// Admin requests allowed per window, as `limit/window_secs`, counted per client address and
-    /// per token.
+    /// Admin requests with the admin token allowed per window, as `limit/window_secs`, counted
+    /// per token; over it, 429 with `Retry-After`. Failed attempts never use it up: they count
+    /// against `server.auth_failures_per_peer` and `server.auth_failures_global`. A pair whose
+    /// period rounds to zero (more than one request per nanosecond) is refused.
     pub rate_limit: String,
 }
 
@@ -214,6 +248,10 @@ pub struct ObservabilityConfig {
     pub log_level: String,
     /// `auto` (JSON lines unless stderr is a terminal), `json` or `human`.
     pub log_format: LogFormat,
+    /// When set, `/metrics` answers only `Authorization: Bearer <this token>` (at least 32
+    /// characters; prefer the `PORTCULLIS_OBSERVABILITY_METRICS_TOKEN` environment variable).
+    /// Unset: `/metrics` is open, and `portcullis doctor` warns when the bind is not loopback.
+    pub metrics_token: Option<String>,
 }
 
 /// Log output formats.
@@ -236,6 +274,14 @@ impl Default for ServerConfig {
             shutdown_grace: ConfigDuration::from_secs(10),
             cors_allowed_origins: Vec::new(),
             behind_tls_proxy: false,
+            header_read_timeout: ConfigDuration::from_secs(10),
+            idle_timeout: ConfigDuration::from_secs(60),
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            listen_backlog: 1024,
+            auth_failures_per_peer: DEFAULT_AUTH_FAILURES_PER_PEER,
+            auth_failures_global: DEFAULT_AUTH_FAILURES_GLOBAL,
+            auth_failure_window: ConfigDuration::from_secs(DEFAULT_AUTH_FAILURE_WINDOW.as_secs()),
         }
     }
 }
@@ -272,6 +318,7 @@ impl Default for ObservabilityConfig {
         Self {
             log_level: "info".to_owned(),
             log_format: LogFormat::Auto,
+            metrics_token: None,
         }
     }
 }
@@ -515,6 +562,59 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             "must be between 1024 and 1048576".into(),
         );
     }
+    let server = &config.server;
+    let secs = |duration: &ConfigDuration| duration.as_std().as_secs_f64();
+    if !(1.0..=300.0).contains(&secs(&server.header_read_timeout)) {
+        issue(
+            "server.header_read_timeout".into(),
+            "must be between 1s and 5m".into(),
+        );
+    }
+    if !(1.0..=3600.0).contains(&secs(&server.idle_timeout)) {
+        issue(
+            "server.idle_timeout".into(),
+            "must be between 1s and 1h".into(),
+        );
+    }
+    if !(1..=1_000_000).contains(&server.max_connections) {
+        issue(
+            "server.max_connections".into(),
+            "must be between 1 and 1000000".into(),
+        );
+    }
+    if server.max_connections_per_ip == 0 || server.max_connections_per_ip > server.max_connections
+    {
+        issue(
+            "server.max_connections_per_ip".into(),
+            "must be between 1 and `server.max_connections`".into(),
+        );
+    }
+    if !(1..=65_535).contains(&server.listen_backlog) {
+        issue(
+            "server.listen_backlog".into(),
+            "must be between 1 and 65535".into(),
+        );
+    }
+    if !(1..=1_000_000).contains(&server.auth_failures_per_peer) {
+        issue(
+            "server.auth_failures_per_peer".into(),
+            "must be between 1 and 1000000".into(),
+        );
+    }
+    if server.auth_failures_global < server.auth_failures_per_peer
+        || server.auth_failures_global > 10_000_000
+    {
+        issue(
+            "server.auth_failures_global".into(),
+            "must be between `server.auth_failures_per_peer` and 10000000".into(),
+        );
+    }
+    if !(1.0..=3600.0).contains(&secs(&server.auth_failure_window)) {
+        issue(
+            "server.auth_failure_window".into(),
+            "must be between 1s and 1h".into(),
+        );
+    }
     for (idx, origin) in config.server.cors_allowed_origins.iter().enumerate() {
         let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
             && origin.parse::<axum::http::HeaderValue>().is_ok()
@@ -565,6 +665,21 @@ pub fn validate(config: &Config) -> Vec<ConfigIssue> {
             "ledger.checkpoint_interval".into(),
             "must be longer than zero".into(),
         );
+    }
+    if let Some(token) = &config.observability.metrics_token {
+        let valid = token.len() >= crate::tokens::MIN_ADMIN_TOKEN_LEN
+            && token.len() <= crate::tokens::MAX_TOKEN_LEN
+            && token.bytes().all(|b| b.is_ascii_graphic());
+        if !valid {
+            issue(
+                "observability.metrics_token".into(),
+                format!(
+                    "must be {}-{} printable characters without spaces",
+                    crate::tokens::MIN_ADMIN_TOKEN_LEN,
+                    crate::tokens::MAX_TOKEN_LEN
+                ),
+            );
+        }
     }
     if tracing_subscriber::EnvFilter::try_new(&config.observability.log_level).is_err() {
         issue(

@@ -41,6 +41,8 @@ pub struct HostFacts {
     pub loose_files: Vec<String>,
     /// Whether `<data dir>/admin.token` exists (a generated token).
     pub generated_admin_token: bool,
+    /// The hard open-file limit: what `serve` raises its soft limit to at start.
+    pub fd_hard_limit: Option<u64>,
 }
 
 impl HostFacts {
@@ -53,6 +55,7 @@ impl HostFacts {
             data_dir_mode,
             loose_files,
             generated_admin_token: data_dir.join(ADMIN_TOKEN_FILE).is_file(),
+            fd_hard_limit: fd_hard_limit(),
         }
     }
 }
@@ -67,7 +70,7 @@ pub fn audit(config: &Config, facts: &HostFacts) -> Vec<Check> {
         check(
             "debug_off",
             Status::Fail,
-            "PORTCULLIS_DEBUG is set: admin routes are open to loopback callers".into(),
+            "PORTCULLIS_DEBUG is set: debug logs are on (admin routes still need the token)".into(),
         );
     } else {
         check(
@@ -192,6 +195,26 @@ pub fn audit(config: &Config, facts: &HostFacts) -> Vec<Check> {
         ),
     }
 
+    audit_listener(config, facts, &mut check);
+
+    match (&config.observability.metrics_token, loopback) {
+        (Some(_), _) => check(
+            "metrics_access",
+            Status::Pass,
+            "/metrics requires observability.metrics_token".into(),
+        ),
+        (None, true) => check(
+            "metrics_access",
+            Status::Pass,
+            "/metrics is open on a loopback bind".into(),
+        ),
+        (None, false) => check(
+            "metrics_access",
+            Status::Warn,
+            "/metrics is open on a non-loopback bind; set observability.metrics_token".into(),
+        ),
+    }
+
     match facts.data_dir_mode {
         None => check(
             "data_dir_permissions",
@@ -252,6 +275,87 @@ pub fn audit(config: &Config, facts: &HostFacts) -> Vec<Check> {
     res
 }
 
+/// The HTTP listener's limits and the open-file limit they need.
+fn audit_listener(
+    config: &Config,
+    facts: &HostFacts,
+    check: &mut impl FnMut(&'static str, Status, String),
+) {
+    let server = &config.server;
+    let header = server.header_read_timeout.as_std().as_secs();
+    let idle = server.idle_timeout.as_std().as_secs();
+    if header <= 30 && idle <= 300 {
+        check(
+            "slow_clients",
+            Status::Pass,
+            format!(
+                "request heads within {header}s, idle connections closed after {idle}s, at most \
+                 {} connections ({} per address)",
+                server.max_connections, server.max_connections_per_ip
+            ),
+        );
+    } else {
+        check(
+            "slow_clients",
+            Status::Warn,
+            format!(
+                "server.header_read_timeout {header}s or server.idle_timeout {idle}s is long; \
+                 slow clients hold connections that long"
+            ),
+        );
+    }
+    let needed = u64::from(server.max_connections).saturating_mul(4) / 3;
+    match facts.fd_hard_limit {
+        Some(hard) if hard >= needed => check(
+            "fd_limit",
+            Status::Pass,
+            format!(
+                "open-file limit raised at start to {hard}, room for server.max_connections = {}",
+                server.max_connections
+            ),
+        ),
+        Some(hard) => check(
+            "fd_limit",
+            Status::Warn,
+            format!(
+                "the hard open-file limit is {hard}: the listener will keep at most {} \
+                 connections, not {}; raise it (LimitNOFILE= or `ulimit -Hn`) to {needed}",
+                hard.saturating_mul(3) / 4,
+                server.max_connections
+            ),
+        ),
+        None => check(
+            "fd_limit",
+            Status::Warn,
+            "could not read the open-file limit".into(),
+        ),
+    }
+    let failures = server.auth_failures_per_peer;
+    let window = server.auth_failure_window.as_std().as_secs();
+    check(
+        "auth_failure_limit",
+        if u64::from(failures) <= window.saturating_mul(10) {
+            Status::Pass
+        } else {
+            Status::Warn
+        },
+        format!(
+            "at most {failures} failed authentications per address and {} in all per {window}s",
+            server.auth_failures_global
+        ),
+    );
+}
+
+#[cfg(unix)]
+fn fd_hard_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum
+}
+
+#[cfg(not(unix))]
+fn fd_hard_limit() -> Option<u64> {
+    None
+}
+
 fn distinct_chars(token: &str) -> usize {
     token
         .chars()
@@ -308,6 +412,7 @@ mod tests {
             data_dir_mode: Some(0o40700),
             loose_files: Vec::new(),
             generated_admin_token: true,
+            fd_hard_limit: Some(1_048_576),
         }
     }
 
@@ -375,5 +480,31 @@ mod tests {
         let mut weak = Config::default();
         weak.admin.token = Some("a".repeat(40));
         check(&weak, &facts(), "admin_token", Status::Fail);
+    }
+
+    #[test]
+    fn new_listener_and_metrics_settings() {
+        let config = Config::default();
+        check(&config, &facts(), "slow_clients", Status::Pass);
+        check(&config, &facts(), "fd_limit", Status::Pass);
+        check(&config, &facts(), "auth_failure_limit", Status::Pass);
+        check(&config, &facts(), "metrics_access", Status::Pass);
+        check(
+            &config,
+            &HostFacts {
+                fd_hard_limit: Some(1024),
+                ..facts()
+            },
+            "fd_limit",
+            Status::Warn,
+        );
+        let mut open = Config::default();
+        open.server.bind = "0.0.0.0:8090".into();
+        check(&open, &facts(), "metrics_access", Status::Warn);
+        open.observability.metrics_token = Some("m".repeat(40));
+        check(&open, &facts(), "metrics_access", Status::Pass);
+        let mut slow = Config::default();
+        slow.server.idle_timeout = crate::config::ConfigDuration::from_secs(3600);
+        check(&slow, &facts(), "slow_clients", Status::Warn);
     }
 }

@@ -4,6 +4,7 @@
 //! Every posture decision is `portcullis_netpolicy`'s; after it, the policy engine decides the
 //! target's `net:*` keys (`gate`). This module only translates.
 
+mod cutoff;
 mod gate;
 
 pub use gate::{
@@ -53,6 +54,8 @@ pub struct EgressState {
     settings: RwLock<EgressConfig>,
     pub leases: Arc<LeaseBook>,
     pub resolver: Arc<dyn Resolver>,
+    /// The proxy's open tunnels and in-flight requests, cut by `cutoff`.
+    pub live: Arc<portcullis_egress::LiveConnections>,
 }
 
 impl EgressState {
@@ -67,6 +70,7 @@ impl EgressState {
             settings: RwLock::new(settings),
             leases: Arc::new(LeaseBook::new(clock)),
             resolver,
+            live: Arc::default(),
         }
     }
 
@@ -692,12 +696,21 @@ pub async fn start(
             leases: state.egress.leases.clone(),
             clock: Arc::clone(&state.clock),
             limits: portcullis_egress::ProxyLimits::default(),
+            live: Arc::clone(&state.egress.live),
         };
         tokio::spawn(portcullis_egress::run_proxy(
             listener,
             deps,
             stopped(stop.clone()),
         ));
+        let cut = cutoff::cut_off(state.clone(), Arc::clone(&state.egress.live));
+        let cut_stop = stopped(stop.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = cut => {},
+                () = cut_stop => {},
+            }
+        });
     }
 
     if let Some(bind) = parse_bind("egress.dns_bind", &settings.dns_bind)? {

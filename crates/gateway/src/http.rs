@@ -86,6 +86,10 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), limits))
         .layer(middleware::from_fn_with_state(
             state.clone(),
+            limit_failed_auth,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
             count_requests,
         ));
     let router = match cors {
@@ -112,7 +116,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if !metrics_token_ok(&state, &headers) {
+        return ApiError::new(ErrorCode::Unauthorized).into_response();
+    }
     crate::guardrails::budgets::update_gauges(&state).await;
     (
         [(
@@ -122,6 +129,23 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// Whether `headers` carry the metrics token, or none is configured.
+fn metrics_token_ok(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    let Some(expected) = &state.config.observability.metrics_token else {
+        return true;
+    };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(crate::tokens::bearer)
+        .is_some_and(|token| {
+            crate::tokens::digest_eq(
+                &crate::tokens::sha256(token),
+                &crate::tokens::sha256(expected),
+            )
+        })
 }
 
 /// `GET /whoami`: the identify stage on its own, for agents to check their token and headers.
@@ -144,11 +168,11 @@ async fn whoami(
     .into_response())
 }
 
-async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::NotFound)
 }
 
-async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(ErrorCode::MethodNotAllowed)
 }
 
@@ -208,6 +232,63 @@ async fn limits(State(state): State<AppState>, req: Request, next: Next) -> Resp
         Ok(response) => response,
         Err(_) => ApiError::new(ErrorCode::RequestTimeout).into_response(),
     }
+}
+
+/// Limits failed authentication (`identity::failures`): a 401 counts against the peer and the
+/// whole listener; past either limit, a request without a valid credential is refused with 429
+/// before any handler (or ledger) sees it, and counted for the aggregate `auth.refused` event.
+async fn limit_failed_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if matches!(path, "/healthz" | "/readyz") {
+        return next.run(req).await;
+    }
+    let surface = if path == "/admin" || path.starts_with("/admin/") {
+        "admin"
+    } else if path == "/metrics" {
+        "metrics"
+    } else {
+        "agent"
+    };
+    let peer = peer_of(req.extensions()).map(|addr| addr.ip());
+    let failures = state.identity.failures();
+    if let Some(retry_after) = failures.limited(peer) {
+        let valid = match surface {
+            "admin" => state.admin.token_matches(req.headers()),
+            "metrics" => {
+                state.config.observability.metrics_token.is_some()
+                    && metrics_token_ok(&state, req.headers())
+            }
+            _ => state.identity.knows(req.headers()).await,
+        };
+        if !valid {
+            failures.refused(peer);
+            state.metrics.increment(
+                "portcullis_auth_failures_total",
+                &[
+                    ("surface", surface.to_owned()),
+                    ("outcome", "limited".to_owned()),
+                ],
+            );
+            let error = ApiError::rate_limited(retry_after);
+            return if path.starts_with("/v1/") {
+                crate::llm::LlmError::from(error).into_response()
+            } else {
+                error.into_response()
+            };
+        }
+    }
+    let response = next.run(req).await;
+    if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+        failures.failed(peer);
+        state.metrics.increment(
+            "portcullis_auth_failures_total",
+            &[
+                ("surface", surface.to_owned()),
+                ("outcome", "refused".to_owned()),
+            ],
+        );
+    }
+    response
 }
 
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -14,6 +14,10 @@ use portcullis_store::{Store, StoreError, StoredAgent};
 use crate::config::{AgentConfig, CatalogView, parse_sha256_hex};
 use crate::tokens;
 
+pub mod failures;
+
+use failures::{AuthFailures, FailureLimits};
+
 pub const USER_HEADER: &str = "x-portcullis-user";
 pub const ROOM_HEADER: &str = "x-portcullis-room";
 pub const SESSION_HEADER: &str = "x-portcullis-session";
@@ -83,6 +87,7 @@ pub struct Identity {
     by_token: HashMap<[u8; 32], Arc<Agent>>,
     config_ids: HashMap<String, Arc<Agent>>,
     store: Arc<dyn Store>,
+    failures: AuthFailures,
 }
 
 impl Identity {
@@ -115,7 +120,40 @@ impl Identity {
             by_token,
             config_ids,
             store,
+            failures: AuthFailures::new(FailureLimits {
+                per_peer: crate::config::DEFAULT_AUTH_FAILURES_PER_PEER,
+                global: crate::config::DEFAULT_AUTH_FAILURES_GLOBAL,
+                window: crate::config::DEFAULT_AUTH_FAILURE_WINDOW,
+            }),
         }
+    }
+
+    /// Replaces the default limits of failed authentication.
+    pub fn with_failure_limits(mut self, limits: FailureLimits) -> Self {
+        self.failures = AuthFailures::new(limits);
+        self
+    }
+
+    /// Failed authentication in the current window (every surface shares it).
+    pub fn failures(&self) -> &AuthFailures {
+        &self.failures
+    }
+
+    /// Whether `headers` carry the bearer token of a known agent (nothing else is checked and
+    /// nothing recorded; a store error answers false).
+    pub async fn knows(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(tokens::bearer)
+        else {
+            return false;
+        };
+        let hash = tokens::sha256(token);
+        if self.by_token.contains_key(&hash) {
+            return true;
+        }
+        matches!(self.store.agent_by_token_hash(hash).await, Ok(Some(_)))
     }
 
     /// True when `id` names an agent declared in configuration.

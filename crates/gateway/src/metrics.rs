@@ -48,21 +48,41 @@ const COUNTERS: &[(&str, &str)] = &[
         "portcullis_ledger_append_failures_total",
         "Ledger appends that failed; the request that caused them was refused.",
     ),
+    (
+        "portcullis_http_connections_refused_total",
+        "Connections the HTTP listener refused at a cap with every connection busy, by reason.",
+    ),
+    (
+        "portcullis_http_connections_closed_total",
+        "Connections the HTTP listener closed itself, by reason (header_timeout, idle_timeout, evicted).",
+    ),
+    (
+        "portcullis_auth_failures_total",
+        "Failed authentications, by surface (agent, admin, metrics) and outcome (refused, limited).",
+    ),
 ];
 
 /// Gauge names and their help text.
 const GAUGES: &[(&str, &str)] = &[
     (
         "portcullis_budget_limit",
-        "Limit of each budget line (micro-USD for usd), by budget, account and unit.",
+        "Limit of each line of a budget (micro-USD for usd), by budget, scope kind and unit.",
     ),
     (
         "portcullis_budget_spent",
-        "Spend recorded in each budget line's current window, by budget, account and unit.",
+        "Spend in the current window summed over a budget's lines, by budget, scope kind and unit.",
     ),
     (
         "portcullis_budget_reserved",
-        "Held by live reservations in each budget line, by budget, account and unit.",
+        "Held by live reservations summed over a budget's lines, by budget, scope kind and unit.",
+    ),
+    (
+        "portcullis_budget_lines",
+        "Lines of a budget (one per scope value with spend or holds), by budget, scope kind and unit.",
+    ),
+    (
+        "portcullis_http_connections_open",
+        "Connections the HTTP listener holds open.",
     ),
 ];
 

@@ -1,7 +1,6 @@
 //! Start-up and shutdown: data dir, admin token, store, listener, the `listening` line, graceful
 //! stop.
 
-use axum::serve::ListenerExt as _;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write as _;
@@ -11,7 +10,6 @@ use std::sync::Arc;
 
 use portcullis_core::{Clock, Decision, Event};
 use portcullis_store::{PolicyRecordKind, SqliteOptions, SqliteStore, Store};
-use tokio::net::TcpListener;
 
 use crate::admin::{AdminGuard, RateLimit};
 use crate::config::{Config, StoreBackend, parse_sha256_hex};
@@ -19,9 +17,12 @@ use crate::events::Events;
 use crate::guardrails::alerts::{AlertSender, Webhook};
 use crate::http::{AppParts, AppState, app};
 use crate::identity::Identity;
+use crate::identity::failures::FailureLimits;
 use crate::metrics::Metrics;
 use crate::policy::{PolicyRuntime, Sources};
 use crate::tokens;
+
+pub mod listener;
 
 /// File in the data dir holding a generated admin token (0600).
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -33,7 +34,8 @@ pub const LISTENING_FILE: &str = "listening.json";
 pub struct ServeOptions {
     pub config: Config,
     pub data_dir: PathBuf,
-    /// `PORTCULLIS_DEBUG=1`: admin routes open to loopback callers without a token.
+    /// `PORTCULLIS_DEBUG=1`: debug logs (see [`init_logging`]). It opens nothing: the admin
+    /// routes need the admin token from every caller, loopback included.
     pub debug: bool,
     pub clock: Arc<dyn Clock>,
     /// A DNS fixture file answering every egress lookup instead of the system resolver (tests).
@@ -170,8 +172,8 @@ pub async fn serve(
     };
     if options.debug {
         tracing::warn!(
-            "PORTCULLIS_DEBUG is set: admin routes are open to loopback callers without a token; \
-             never use this in production"
+            "PORTCULLIS_DEBUG is set: debug logs are on (admin routes still need the admin token); \
+             turn it off in production"
         );
     }
     let rate_limit = RateLimit::parse(&config.admin.rate_limit)
@@ -267,8 +269,14 @@ pub async fn serve(
     }
 
     let state = AppState::new(AppParts {
-        identity: Identity::new(&config.agents, Arc::clone(&store)),
-        admin: AdminGuard::new(Some(admin_token), rate_limit, options.debug),
+        identity: Identity::new(&config.agents, Arc::clone(&store)).with_failure_limits(
+            FailureLimits {
+                per_peer: config.server.auth_failures_per_peer,
+                global: config.server.auth_failures_global,
+                window: config.server.auth_failure_window.as_std(),
+            },
+        ),
+        admin: AdminGuard::new(Some(admin_token), rate_limit),
         config: Arc::clone(&config),
         store: Arc::clone(&store),
         events: events.clone(),
@@ -284,8 +292,13 @@ pub async fn serve(
     });
     crate::mcp::spawn_watchers(&state);
 
-    let listener = TcpListener::bind(bind)
-        .await
+    let fd_limit = listener::raise_fd_limit();
+    tracing::info!(
+        before = fd_limit.before,
+        now = fd_limit.now,
+        "open-file limit"
+    );
+    let listener = listener::bind(bind, config.server.listen_backlog)
         .map_err(|source| ServeError::Bind { bind, source })?;
     let local = listener
         .local_addr()
@@ -317,6 +330,7 @@ pub async fn serve(
     }
     spawn_reload_on_hangup(state.clone());
     spawn_capsule_sweep(state.clone());
+    spawn_auth_refusal_records(state.clone());
     tokio::spawn(crate::guardrails::sweep(guardrails));
     tokio::spawn(crate::pipeline::expire_reservations(state.clone()));
 
@@ -324,37 +338,40 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    let mut graceful_rx = stop_rx.clone();
-    // Responses go out in several small writes (headers, SSE events): without TCP_NODELAY,
-    // Nagle's algorithm holds each later write until the peer's delayed ACK, tens of ms.
-    let listener = listener.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
-    });
-    let server = axum::serve(
+    let limits = listener::ListenerLimits {
+        header_read_timeout: config.server.header_read_timeout.as_std(),
+        idle_timeout: config.server.idle_timeout.as_std(),
+        max_connections: listener::fitted_cap(
+            usize::try_from(config.server.max_connections).unwrap_or(usize::MAX),
+            fd_limit.now,
+        ),
+        max_connections_per_ip: usize::try_from(config.server.max_connections_per_ip)
+            .unwrap_or(usize::MAX),
+    };
+    let server = listener::run(
         listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = graceful_rx.wait_for(|stop| *stop).await;
-    });
+        app(state.clone()),
+        limits,
+        state.metrics.clone(),
+        stop_rx.clone(),
+    );
     let grace = config.server.shutdown_grace.as_std();
-    let result = tokio::select! {
-        result = server => result.map_err(ServeError::Http),
+    tokio::select! {
+        () = server => {}
         () = async {
             let _ = stop_rx.wait_for(|stop| *stop).await;
             tokio::time::sleep(grace).await;
         } => {
             tracing::warn!("in-flight requests did not finish within the shutdown grace; cutting them");
-            Ok(())
         }
-    };
+    }
     mcp.shutdown();
     events
         .emit_best_effort(Event::new("gateway.stopped", Decision::Info, "ok"))
         .await;
     store.flush().await.map_err(ServeError::Flush)?;
     tracing::info!("portcullis stopped");
-    result
+    Ok(())
 }
 
 /// Builds the policy of `config` plus the contracts stored through the admin API. Any problem
@@ -431,6 +448,32 @@ fn spawn_reload_on_hangup(state: AppState) {
     });
     #[cfg(not(unix))]
     drop(state);
+}
+
+/// How often ended failed-authentication windows are looked for.
+const AUTH_REFUSAL_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// After each failed-authentication window, records the refusals past the limits: one
+/// `auth.refused` event per peer address and window, with the count (`identity::failures`).
+fn spawn_auth_refusal_records(state: AppState) {
+    tokio::spawn(async move {
+        let window = state.identity.failures().limits().window;
+        let mut ticks = tokio::time::interval(AUTH_REFUSAL_SWEEP.min(window));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            for tally in state.identity.failures().drain_ended() {
+                let event = Event::new("auth.refused", Decision::Deny, "rate_limited").data(
+                    serde_json::json!({
+                        "peer": tally.peer.map(|ip| ip.to_string()),
+                        "refused": tally.refused,
+                        "window_secs": window.as_secs(),
+                    }),
+                );
+                state.events.emit_best_effort(event).await;
+            }
+        }
+    });
 }
 
 /// Tears adopted capsules down as they expire.
@@ -554,12 +597,21 @@ pub async fn shutdown_signal() {
 }
 
 /// Installs the log subscriber: JSON lines unless stderr is a terminal (or as configured), to
-/// stderr, filtered by `PORTCULLIS_LOG` or `observability.log_level`.
+/// stderr, filtered by `PORTCULLIS_LOG`, else debug for Portcullis's crates under
+/// `PORTCULLIS_DEBUG=1`, else `observability.log_level`.
 pub fn init_logging(config: &crate::config::ObservabilityConfig, env: &BTreeMap<String, String>) {
     use std::io::IsTerminal as _;
+    let debug = env
+        .get("PORTCULLIS_DEBUG")
+        .is_some_and(|value| value == "1" || value == "true");
     let filter = env
         .get("PORTCULLIS_LOG")
         .and_then(|raw| tracing_subscriber::EnvFilter::try_new(raw).ok())
+        .or_else(|| {
+            debug
+                .then(|| tracing_subscriber::EnvFilter::try_new("info,portcullis=debug").ok())
+                .flatten()
+        })
         .or_else(|| tracing_subscriber::EnvFilter::try_new(&config.log_level).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     let json = match config.log_format {

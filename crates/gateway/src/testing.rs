@@ -57,7 +57,6 @@ pub async fn gateway_in(config: Config, dir: tempfile::TempDir) -> TestGateway {
         admin: AdminGuard::new(
             Some(crate::tokens::sha256(ADMIN_TOKEN)),
             RateLimit::parse("1000/1").unwrap(),
-            false,
         ),
         events: Events::new(Arc::clone(&store), metrics.clone()),
         config,

@@ -52,14 +52,18 @@ impl EgressPolicy {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::config::EgressConfig;
     use crate::host::parse_host;
 
     #[track_caller]
     fn check(host: &str, port: Option<u16>, expected: &[&str]) {
-        let mut config = EgressConfig::default();
-        config.multi_label_suffixes = vec!["internal.test".to_owned()];
+        let config = EgressConfig {
+            multi_label_suffixes: vec!["internal.test".to_owned()],
+            ..EgressConfig::default()
+        };
         let policy = EgressPolicy::from_config(&config).unwrap();
         let host = parse_host(host).unwrap();
         assert_eq!(policy.gate_keys(&host, port).keys, expected);
@@ -105,7 +109,10 @@ mod tests {
 
     #[test]
     fn dns_clients_pick_the_longest_prefix() {
-        let mut config = EgressConfig::default();
+        let mut config = EgressConfig {
+            dns_clients: BTreeMap::new(),
+            ..EgressConfig::default()
+        };
         config.dns_clients = [
             ("127.0.0.0/8".to_owned(), "wide".to_owned()),
             ("127.0.0.2/32".to_owned(), "web".to_owned()),

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use portcullis_core::ErrorCode;
 use portcullis_egress::{
     Caller, CloseRecord, Credential, DecisionRecord, EgressEvents, EgressGate, GateRequest,
-    LookupError, PolicyHandle, ProxyAuth, ProxyDeps, ProxyLimits, RecordError, Resolver,
-    StaticLeases, run_proxy,
+    LiveConnections, LookupError, PolicyHandle, ProxyAuth, ProxyDeps, ProxyLimits, RecordError,
+    Resolver, StaticLeases, run_proxy,
 };
 use portcullis_netpolicy::{EgressConfig, EgressPolicy, Lease};
 use portcullis_test_support::ManualClock;
@@ -144,6 +144,7 @@ pub struct Proxy {
     pub policy: Arc<PolicyHandle>,
     /// Set to make the proxy's decision records fail (a store that cannot append).
     pub fail_records: Arc<AtomicBool>,
+    pub live: Arc<LiveConnections>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -160,6 +161,7 @@ impl Proxy {
         let clock = Arc::new(ManualClock::at_epoch_2026());
         let policy = Arc::new(PolicyHandle::new(policy));
         let fail_records = Arc::new(AtomicBool::new(false));
+        let live = Arc::new(LiveConnections::default());
         let deps = ProxyDeps {
             policy: Arc::clone(&policy),
             auth: Arc::new(Auth),
@@ -168,6 +170,7 @@ impl Proxy {
             leases: Arc::new(StaticLeases(leases)),
             clock: clock.clone(),
             limits,
+            live: Arc::clone(&live),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(run_proxy(listener, deps, async move {
@@ -179,6 +182,7 @@ impl Proxy {
             clock,
             policy,
             fail_records,
+            live,
             stop: Some(stop),
         }
     }

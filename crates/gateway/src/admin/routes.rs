@@ -42,13 +42,17 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(crate::cluster::admin_router())
         .merge(crate::guardrails::killswitch::admin_router())
         .merge(crate::guardrails::budgets::admin::router())
+        // Set here, under the layer, so that a wrong method or an unknown path answers only
+        // after authentication (no enumeration of admin routes).
+        .fallback(crate::http::not_found)
+        .method_not_allowed_fallback(crate::http::method_not_allowed)
         .layer(middleware::from_fn_with_state(state, authenticate))
 }
 
 /// Admin rate limit and authentication for every `/admin/*` route. Refusals are events.
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = peer_of(req.extensions());
-    match state.admin.check(req.headers(), peer) {
+    match state.admin.check(req.headers()) {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await
@@ -263,7 +267,6 @@ async fn list_agents(State(state): State<AppState>) -> Result<Response, ApiError
 pub(crate) fn admin_subject(caller: &AdminCaller) -> &'static str {
     match caller {
         AdminCaller::Token => "admin",
-        AdminCaller::DebugLoopback => "admin:debug",
     }
 }
 

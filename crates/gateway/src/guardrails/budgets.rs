@@ -250,27 +250,55 @@ pub async fn lines(
     Ok((views, truncated))
 }
 
-/// Sets the budget gauges (limit, spent, reserved per line) from the store, just before
-/// `/metrics` renders them. A store error leaves them as they were.
+/// Sets the budget gauges from the store, just before `/metrics` renders them: one series per
+/// budget, scope kind and unit (spend and holds summed over the budget's lines), so metrics never
+/// carry a user, room, session or agent value. A store error leaves them as they were.
 pub async fn update_gauges(state: &crate::http::AppState) {
     let plan = state.guardrails.budgets.plan();
     let Ok((views, _)) = lines(&plan, state.store.as_ref(), state.clock.now()).await else {
         return;
     };
-    for view in views {
+    for (labels, gauges) in gauge_values(&views) {
         let labels = [
-            ("budget", view.budget.clone()),
-            ("account", view.account.clone()),
-            ("unit", view.unit.as_str().to_owned()),
+            ("budget", labels.0),
+            ("scope", labels.1.to_owned()),
+            ("unit", labels.2.to_owned()),
         ];
         for (name, value) in [
-            ("portcullis_budget_limit", view.limit),
-            ("portcullis_budget_spent", view.spent),
-            ("portcullis_budget_reserved", view.reserved),
+            ("portcullis_budget_limit", gauges.limit),
+            ("portcullis_budget_spent", gauges.spent),
+            ("portcullis_budget_reserved", gauges.reserved),
+            ("portcullis_budget_lines", gauges.lines),
         ] {
             state.metrics.set_gauge(name, &labels, value as f64);
         }
     }
+}
+
+/// The gauges of one budget: the limit of each line, spend and holds summed over its lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetGauges {
+    pub limit: u64,
+    pub spent: u64,
+    pub reserved: u64,
+    pub lines: u64,
+}
+
+/// Aggregates `views` by budget id, scope kind and unit (the labels metrics may carry).
+pub fn gauge_values(
+    views: &[LineView],
+) -> std::collections::BTreeMap<(String, &'static str, &'static str), BudgetGauges> {
+    let mut res = std::collections::BTreeMap::new();
+    for view in views {
+        let gauges: &mut BudgetGauges = res
+            .entry((view.budget.clone(), view.scope.as_str(), view.unit.as_str()))
+            .or_default();
+        gauges.limit = gauges.limit.max(view.limit);
+        gauges.spent = gauges.spent.saturating_add(view.spent);
+        gauges.reserved = gauges.reserved.saturating_add(view.reserved);
+        gauges.lines += 1;
+    }
+    res
 }
 
 /// Checks one budget as the admin API receives it; the message names each bad field.

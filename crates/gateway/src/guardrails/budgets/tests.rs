@@ -430,12 +430,16 @@ async fn alert_tiers_fire_once_per_window_and_windows_roll_at_local_midnight() {
             .find(|line| {
                 line.starts_with(&format!("{name}{{"))
                     && line.contains(&format!("budget=\"{budget}\""))
-                    && line.contains("account=\"agent:coder\"")
+                    && line.contains("scope=\"agent\"")
                     && line.contains("unit=\"calls\"")
             })
             .and_then(|line| line.rsplit(' ').next())
             .map(str::to_owned)
     };
+    assert!(
+        !text.contains("account=") && !text.contains("coder"),
+        "metrics carry no scope values: {text}"
+    );
     assert_eq!(
         gauge("portcullis_budget_spent", "monthly").as_deref(),
         Some("40"),
