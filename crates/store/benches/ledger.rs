@@ -1,6 +1,7 @@
 //! Ledger benchmarks, each beside its baseline from the same run:
 //! (a) durable appends under 64 concurrent writers, group commit vs one transaction per append
-//!     (and group commit under 256 writers, to show the batch growing with concurrency);
+//!     (and group commit under 256 writers, to show the batch growing with concurrency; and with a
+//!     contract quota count queued before each append, as the gate does for quota contracts);
 //! (b) verifying 1,000,000 records vs plain SHA-256 over the same bytes, in memory and from disk.
 //!
 //! Run: `cargo bench -p portcullis-store --bench ledger -- --warm-up-time 1 --measurement-time 3`
@@ -15,7 +16,7 @@ use ed25519_dalek::SigningKey;
 use jiff::Timestamp;
 use portcullis_core::{Decision, Event, SystemClock};
 use portcullis_ledger::{Checkpoint, GENESIS_PREV_HASH, Verifier, chain_hash, encode_body};
-use portcullis_store::{SqliteOptions, SqliteStore, Store, verify_data_dir};
+use portcullis_store::{QuotaCount, SqliteOptions, SqliteStore, Store, verify_data_dir};
 use sha2::{Digest, Sha256};
 
 const VERIFY_RECORDS: u64 = 1_000_000;
@@ -32,13 +33,22 @@ fn event(n: u64) -> Event {
         }))
 }
 
-/// `writers` tasks each appending `per_writer` events one after another, all awaited.
-async fn concurrent_appends(store: &Arc<SqliteStore>, writers: u64, per_writer: u64) {
+/// `writers` tasks each appending `per_writer` events one after another, all awaited; with
+/// `quota`, each append follows a quota count of the writer's contract (the gate's order).
+async fn concurrent_appends(store: &Arc<SqliteStore>, writers: u64, per_writer: u64, quota: bool) {
     let mut tasks = tokio::task::JoinSet::new();
     for writer in 0..writers {
         let store = Arc::clone(store);
         tasks.spawn(async move {
             for idx in 0..per_writer {
+                if quota {
+                    let count = QuotaCount {
+                        contract: format!("contract-{writer}"),
+                        window_start: Timestamp::UNIX_EPOCH,
+                        count: idx + 1,
+                    };
+                    store.quota_count(count).unwrap();
+                }
                 store
                     .append(event(writer * per_writer + idx))
                     .await
@@ -58,10 +68,11 @@ fn appends(c: &mut Criterion) {
     let mut group = c.benchmark_group("append");
     group.sample_size(10);
     // The last case shows how group commit scales when more writers share each commit.
-    for (name, max_batch, writers, per_writer) in [
-        ("group_commit_64_writers", 1024, 64, 100),
-        ("one_txn_per_append_64_writers", 1, 64, 4),
-        ("group_commit_256_writers", 1024, 256, 50),
+    for (name, max_batch, writers, per_writer, quota) in [
+        ("group_commit_64_writers", 1024, 64, 100, false),
+        ("group_commit_64_writers_quota_counts", 1024, 64, 100, true),
+        ("one_txn_per_append_64_writers", 1, 64, 4, false),
+        ("group_commit_256_writers", 1024, 256, 50, false),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let options = SqliteOptions::new(Arc::new(SystemClock));
@@ -69,7 +80,7 @@ fn appends(c: &mut Criterion) {
             Arc::new(SqliteStore::open_with_max_batch(tmp.path(), options, max_batch).unwrap());
         group.throughput(Throughput::Elements(writers * per_writer));
         group.bench_function(name, |b| {
-            b.iter(|| runtime.block_on(concurrent_appends(&store, writers, per_writer)));
+            b.iter(|| runtime.block_on(concurrent_appends(&store, writers, per_writer, quota)));
         });
     }
     group.finish();
