@@ -27,8 +27,17 @@ pub struct TestGateway {
 
 /// A gateway for `config`, its data in `dir` (pass an existing dir to simulate a restart).
 pub async fn gateway_in(config: Config, dir: tempfile::TempDir) -> TestGateway {
+    gateway_wrapped(config, dir, |store| store).await
+}
+
+/// A gateway whose store is `wrap` of the SQLite store (fault injection).
+pub async fn gateway_wrapped(
+    config: Config,
+    dir: tempfile::TempDir,
+    wrap: impl FnOnce(Arc<dyn Store>) -> Arc<dyn Store>,
+) -> TestGateway {
     let clock = Arc::new(ManualClock::at_epoch_2026());
-    let store: Arc<dyn Store> = Arc::new(
+    let sqlite: Arc<dyn Store> = Arc::new(
         SqliteStore::open(
             &dir.path().join("data"),
             SqliteOptions {
@@ -39,6 +48,7 @@ pub async fn gateway_in(config: Config, dir: tempfile::TempDir) -> TestGateway {
         )
         .unwrap(),
     );
+    let store = wrap(sqlite);
     let config = Arc::new(config);
     let policy = crate::server::load_policy(&config, &store)
         .await

@@ -17,6 +17,8 @@
 
 mod agent_cache;
 pub mod error;
+#[cfg(feature = "testing")]
+pub mod faulty;
 mod files;
 mod quota;
 mod schema;

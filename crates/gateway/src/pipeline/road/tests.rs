@@ -220,3 +220,104 @@ async fn a_metered_kind_without_its_meter_is_refused_at_limit() {
     assert_eq!(stopped.refusal.error.code, ErrorCode::Internal);
     assert_eq!(executed.load(Ordering::SeqCst), 0);
 }
+
+/// A gateway whose store fails on command, with the agent of [`setup`] (also allowed models).
+async fn faulty_setup() -> (
+    TestGateway,
+    Identified,
+    Arc<portcullis_store::faulty::FaultyStore>,
+) {
+    let text = format!(
+        "[budgets]\nbudgets = []\n\
+         [[agents]]\nid = \"coder\"\ntoken_sha256 = \"{}\"\nallow = [\"tools:*\", \"io:*\", \"llm:*\"]\n",
+        hex::encode(crate::tokens::sha256(TOKEN))
+    );
+    let config = config::load_str(&text, "test.toml", &Default::default()).unwrap();
+    let mut faulty = None;
+    let gw = crate::testing::gateway_wrapped(config, tempfile::tempdir().unwrap(), |store| {
+        let wrapped = Arc::new(portcullis_store::faulty::FaultyStore::new(store));
+        faulty = Some(Arc::clone(&wrapped));
+        wrapped
+    })
+    .await;
+    let identified = gw
+        .state
+        .identity
+        .identify_token(TOKEN, &Default::default())
+        .await
+        .unwrap();
+    (gw, identified, faulty.unwrap())
+}
+
+#[tokio::test]
+async fn a_store_failing_mid_run_refuses_every_action_and_nothing_runs_unrecorded() {
+    let (gw, identified, faulty) = faulty_setup().await;
+    let executed = Arc::new(AtomicUsize::new(0));
+    let mut refused = Vec::new();
+    for round in 0..8 {
+        if round == 4 {
+            faulty.fail(true);
+        }
+        for kind in Kind::ALL {
+            let mut probe = Probe {
+                refuse_at: None,
+                executed: Arc::clone(&executed),
+            };
+            let ran = run(
+                &gw.state,
+                &identified,
+                action(kind, None),
+                &mut probe,
+                &CorrelationId::generate(),
+            )
+            .await;
+            if let Err(stopped) = ran {
+                refused.push((round, stopped.refusal.stage, stopped.refusal.error.code));
+            }
+        }
+    }
+    // Before the failure everything ran; after it nothing did, each refused at gate in.
+    assert_eq!(executed.load(Ordering::SeqCst), 4 * Kind::ALL.len());
+    assert_eq!(refused.len(), 4 * Kind::ALL.len());
+    assert!(
+        refused.iter().all(|(round, stage, code)| *round >= 4
+            && *stage == Stage::GateIn
+            && *code == ErrorCode::StoreUnavailable),
+        "{refused:?}"
+    );
+    // Every execution has its admission on record: the gate's allow, durable before it ran.
+    let records = gw.store.ledger_page(0, 1000).await.unwrap();
+    let admitted = records
+        .iter()
+        .filter(|r| r.kind == "policy.decision" && r.decision == Decision::Allow)
+        .filter(|r| r.data["action"] == "tools:call:up.ok")
+        .count();
+    let outcomes = records
+        .iter()
+        .filter(|r| r.kind == "probe" && r.decision == Decision::Allow)
+        .count();
+    assert_eq!(admitted, executed.load(Ordering::SeqCst));
+    assert_eq!(outcomes, executed.load(Ordering::SeqCst));
+
+    // The LLM front refuses too, before any provider is asked.
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/v1/chat/completions")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            serde_json::json!({"model": "any-model", "messages": [{"role": "user", "content": "hi"}]})
+                .to_string(),
+        ))
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(crate::http::app(gw.state.clone()), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+}
