@@ -50,9 +50,7 @@ pub async fn gateway_wrapped(
     );
     let store = wrap(sqlite);
     let config = Arc::new(config);
-    let policy = crate::server::load_policy(&config, &store)
-        .await
-        .unwrap();
+    let policy = crate::server::load_policy(&config, &store).await.unwrap();
     let metrics = Metrics::new();
     let guardrails = crate::guardrails::Guardrails::new(
         &config,
