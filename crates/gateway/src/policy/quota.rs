@@ -128,4 +128,19 @@ mod tests {
             }]
         );
     }
+
+    /// A count the store cannot take is not counted, and the engine denies (`policy_error`).
+    #[tokio::test]
+    async fn a_store_failure_counts_nothing() {
+        let gw = gateway(crate::config::Config::default()).await;
+        let faulty = Arc::new(portcullis_store::faulty::FaultyStore::new(Arc::clone(
+            &gw.store,
+        )));
+        let counters = StoreQuotaCounters::load(faulty.clone()).await.unwrap();
+        assert!(counters.try_hit(&key(0), 2).unwrap());
+        faulty.fail(true);
+        assert_eq!(counters.try_hit(&key(0), 2), Err(QuotaStoreError));
+        faulty.fail(false);
+        assert_eq!(counters.used(&key(0)).unwrap(), 1);
+    }
 }

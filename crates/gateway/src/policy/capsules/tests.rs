@@ -297,6 +297,66 @@ async fn delete_honours_an_immutable_capsule_contract() {
     );
 }
 
+/// Durable or refused: with the store failing, adoption answers 503 `store_unavailable` and adopts
+/// nothing; a teardown answers 503 and the capsule keeps denying.
+#[tokio::test]
+async fn adoption_and_teardown_are_durable_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("trust.json"), trust_json(false)).unwrap();
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &path,
+        "[capsules]\ntrust_store = \"trust.json\"\nmax_ttl = \"1d\"\n\n[[agents]]\nid = \"coder\"\n\
+         token_sha256 = \"0000000000000000000000000000000000000000000000000000000000000001\"\n\
+         allow = [\"tools:call:*\"]\n",
+    )
+    .unwrap();
+    let config = crate::config::load(&ConfigSource::File(path), &BTreeMap::new()).unwrap();
+    let mut faulty = None;
+    let gw = crate::testing::gateway_wrapped(config, dir, |store| {
+        let wrapped = std::sync::Arc::new(portcullis_store::faulty::FaultyStore::new(store));
+        faulty = Some(std::sync::Arc::clone(&wrapped));
+        wrapped
+    })
+    .await;
+    let faulty = faulty.unwrap();
+    let capsule = token(&gw, "durable", "tools:call:shell.*", 3600);
+
+    faulty.fail(true);
+    let (status, answer) = post_token(&gw, &capsule).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"]["code"], "store_unavailable");
+    assert_eq!(answer["error"]["reason"], "store_unavailable");
+    faulty.fail(false);
+    assert_eq!(
+        explain(&gw, "tools:call:shell.exec").await["decision"],
+        "allow"
+    );
+    let (_, list) = gw.admin("GET", "/admin/capsules", None, &[]).await;
+    assert_eq!(list["capsules"], json!([]));
+    assert!(
+        !gw.ledger_kinds()
+            .await
+            .contains(&"capsule.adopted".to_owned())
+    );
+
+    assert_eq!(post_token(&gw, &capsule).await.0, StatusCode::CREATED);
+    faulty.fail(true);
+    let (status, answer) = gw
+        .admin("DELETE", "/admin/capsules/durable", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    faulty.fail(false);
+    assert_eq!(
+        explain(&gw, "tools:call:shell.exec").await["layer"],
+        "capsule"
+    );
+    let (status, _) = gw
+        .admin("DELETE", "/admin/capsules/durable", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
 #[test]
 fn every_adoption_reason_is_in_a_table() {
     let errors = [
