@@ -47,7 +47,19 @@ immutable = true
 /// The same policy without its immutable items.
 const DROPPED: &str = "[policy]\ndeny = []\n";
 
+/// A Cedar forbid on a live argument.
+const CEDAR: &str = r#"@id("no-forbidden-echo")
+forbid (principal, action == Portcullis::Action::"tools:call", resource == Portcullis::Tool::"fx.echo")
+when { context.arguments.hasTag("message") && context.arguments.getTag("message") == "forbidden-word" };
+"#;
+
 fn config(dir: &Path, policy: &str) -> String {
+    std::fs::write(dir.join("base.cedar"), CEDAR).unwrap();
+    let cedar = format!(
+        "[policy]\ncedar_files = [\"{}/base.cedar\"]\n",
+        dir.display()
+    );
+    let policy = policy.replacen("[policy]\n", &cedar, 1);
     format!(
         r#"
 {policy}
@@ -321,15 +333,50 @@ async fn immutable_items_hold_across_reloads_and_capsule_deletes_and_quotas_acro
     assert_eq!(status, 204);
     assert_eq!(explain(&gateway, "tools:call:fx.crash").await.0, "allow");
 
-    // 4. The quota: two calls reach the upstream, the third does not.
+    // 4. Cedar sees the live call's arguments, and explain replays the live decision exactly.
     wait_for_tools(&gateway).await;
     let mcp = client(&gateway, &token).await;
+    assert!(!echo(&mcp, "forbidden-word").await);
+    assert_eq!(upstream_saw(dir.path(), "forbidden-word"), 0);
+    let page = gateway.admin_get("/admin/ledger?limit=1000").await;
+    let live = page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|record| {
+            record["kind"] == "policy.decision" && record["data"]["action"] == "tools:call:fx.echo"
+        })
+        .unwrap()
+        .clone();
+    let replay = json!({"subject": {"agent": "coder"}, "action": "tools:call:fx.echo",
+        "context": {"arguments": {"message": "forbidden-word"}}});
+    let (status, explained) = admin(
+        &gateway,
+        reqwest::Method::POST,
+        "/admin/policy/explain",
+        Some(replay),
+    )
+    .await;
+    assert_eq!(status, 200, "{explained}");
+    assert_eq!(
+        (
+            &explained["decision"],
+            &explained["reason"],
+            &explained["rule"]
+        ),
+        (&live["decision"], &live["reason"], &live["data"]["rule"]),
+        "{live}"
+    );
+    assert_eq!(explained["rule"], "no-forbidden-echo");
+
+    // 5. The quota: two calls reach the upstream, the third does not.
     assert!(echo(&mcp, "quota-call-1").await);
     assert!(echo(&mcp, "quota-call-2").await);
     assert!(!echo(&mcp, "quota-call-3").await);
     drop(mcp);
 
-    // 5. A restart after SIGKILL takes the changed configuration and records what changed; the
+    // 6. A restart after SIGKILL takes the changed configuration and records what changed; the
     // quota holds (each count was durable before the call it admitted).
     let gateway = gateway
         .kill_and_restart(&config(dir.path(), DROPPED), &[], ENVS)
