@@ -18,6 +18,12 @@ use support::{Gateway, create_agent};
 
 const PROVIDER_KEY: &str = "fixture-provider-key-0451-abcdef";
 const PII_KEY: &str = "pii-key-for-the-llm-tests-0123456789";
+/// The provider key in URL-safe base64 after one byte (`x` + key + `yz`).
+const KEY_BASE64URL: &str = "eGZpeHR1cmUtcHJvdmlkZXIta2V5LTA0NTEtYWJjZGVmeXo=";
+/// The provider key in standard base64 after two bytes (`ab` + key).
+const KEY_BASE64: &str = "YWJmaXh0dXJlLXByb3ZpZGVyLWtleS0wNDUxLWFiY2RlZg==";
+/// The provider key in upper-case hex.
+const KEY_HEX: &str = "666978747572652D70726F76696465722D6B65792D303435312D616263646566";
 /// A bridge agent declared in the config by the SHA-256 of this token only.
 const DECLARED_TOKEN: &str = "declared-bridge-token-0001-xyz";
 const DECLARED_SHA256: &str = "e9976524914cfbefbf212ad90402fe8be3fcf0012cb97e465a62fbe1d0b80e07";
@@ -130,6 +136,42 @@ async fn request_side_sanitizing_reaches_keys_numbers_secrets_and_tokens() {
             "an upstream's configured key in a message",
             chat(&format!("the provider key is {PROVIDER_KEY} ok"), json!({})),
             vec![PROVIDER_KEY.into()],
+            false,
+        ),
+        (
+            "an upstream's key in URL-safe base64, at offset 1",
+            chat(&format!("blob {KEY_BASE64URL} end"), json!({})),
+            vec![KEY_BASE64URL.into()],
+            false,
+        ),
+        (
+            "an upstream's key in standard base64, at offset 2",
+            chat(&format!("blob {KEY_BASE64} end"), json!({})),
+            vec![KEY_BASE64.into()],
+            false,
+        ),
+        (
+            "an upstream's key in upper-case hex",
+            chat(&format!("hex {KEY_HEX} end"), json!({})),
+            vec![KEY_HEX.into()],
+            false,
+        ),
+        (
+            "an upstream's key upper-cased",
+            chat(
+                &format!("key {} end", PROVIDER_KEY.to_uppercase()),
+                json!({}),
+            ),
+            vec![PROVIDER_KEY.to_uppercase()],
+            false,
+        ),
+        (
+            "an upstream's key split across two content parts",
+            json!({"model": "fast", "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "the key is fixture-provider-"},
+                {"type": "text", "text": "key-0451-abcdef and more"}
+            ]}]}),
+            vec!["fixture-provider-".into(), "key-0451-abcdef".into()],
             false,
         ),
         (

@@ -7,10 +7,16 @@
 //! new part, and can keep secrets the caller itself sent (an LLM echoing the agent's own key).
 //! [`Redactor::redact_held_value`] serves requests: it redacts only what Portcullis holds, so
 //! other secret formats meet the sanitizer's strategy instead.
+//!
+//! A configured value is also found in its common encodings ([`encodings`]: ASCII case-folded,
+//! hex, base64 standard and URL-safe at each of the three byte alignments) and, in JSON, split
+//! across adjacent text blocks of one array (strings, or objects' `text`).
 
 use std::borrow::Cow;
 
 use aho_corasick::{AhoCorasick, MatchKind};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use regex::Regex;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -31,6 +37,37 @@ const UNUSED_KEY: &[u8; 32] = b"portcullis-redactor-unused-key!!";
 /// The prefixes of the tokens Portcullis issues (agents, the generated admin token), followed
 /// by URL-safe base64. A run of at least 16 such characters after a prefix is redacted.
 pub const TOKEN_PREFIXES: &[&str] = &["pcl_agent_", "pcl_admin_"];
+
+/// Shortest encoded form of a configured value that is matched (shorter ones would redact
+/// ordinary text).
+pub const MIN_ENCODED_LEN: usize = 8;
+
+/// The forms a configured `value` is matched in (besides itself, and every form ASCII
+/// case-insensitively): hex, and for base64 standard and URL-safe at byte offsets 0, 1 and 2
+/// the characters that depend on the value's bytes alone, so the value is found inside any
+/// longer encoded blob. Forms shorter than [`MIN_ENCODED_LEN`] are left out.
+pub fn encodings(value: &str) -> Vec<String> {
+    let bytes = value.as_bytes();
+    let mut res: Vec<String> = vec![bytes.iter().map(|b| format!("{b:02x}")).collect()];
+    for alignment in 0..3usize {
+        let mut padded = vec![0u8; alignment];
+        padded.extend_from_slice(bytes);
+        // Character i covers bits [6i, 6i + 6); it depends on the value alone when those bits
+        // lie within bytes [alignment, alignment + len).
+        let start = (8 * alignment).div_ceil(6);
+        let end = 8 * (alignment + bytes.len()) / 6;
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let encoded = engine.encode(&padded);
+            if let Some(stable) = encoded.get(start..end) {
+                res.push(stable.to_owned());
+            }
+        }
+    }
+    res.retain(|form| form.len() >= MIN_ENCODED_LEN);
+    res.sort();
+    res.dedup();
+    res
+}
 
 /// Shortest run checked against the token hashes ([`Redactor::with_token_hashes`]).
 pub const MIN_HASHED_TOKEN: usize = 8;
@@ -73,11 +110,15 @@ impl Redactor {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut patterns: Vec<String> = secret_values
-            .into_iter()
-            .map(|value| value.as_ref().to_owned())
-            .filter(|value| !value.is_empty())
-            .collect();
+        let mut patterns: Vec<String> = Vec::new();
+        for value in secret_values {
+            let value = value.as_ref();
+            if value.is_empty() {
+                continue;
+            }
+            patterns.push(value.to_owned());
+            patterns.extend(encodings(value));
+        }
         patterns.sort();
         patterns.dedup();
         let values = if patterns.is_empty() {
@@ -86,6 +127,7 @@ impl Redactor {
             Some(
                 AhoCorasick::builder()
                     .match_kind(MatchKind::LeftmostLongest)
+                    .ascii_case_insensitive(true)
                     .build(&patterns)
                     .map_err(|err| RedactError::Build(err.to_string()))?,
             )
@@ -175,6 +217,65 @@ impl Redactor {
         res
     }
 
+    /// Held secrets split across adjacent text blocks of `items` (strings, or objects' `text`
+    /// strings, read as one text): each block's piece is replaced by [`REDACTED`]. Returns how
+    /// many blocks changed. Secrets wholly inside one block are left to the per-string pass.
+    fn redact_across(&self, items: &mut [Value]) -> usize {
+        let blocks: Vec<(usize, usize)> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(item_idx, item)| block_text(item).map(|text| (item_idx, text.len())))
+            .collect();
+        if blocks.len() < 2 {
+            return 0;
+        }
+        let mut joined = String::new();
+        for (item_idx, _) in &blocks {
+            if let Some(text) = items.get(*item_idx).and_then(block_text) {
+                joined.push_str(text);
+            }
+        }
+        let mut starts = Vec::with_capacity(blocks.len());
+        let mut offset = 0;
+        for (_, len) in &blocks {
+            starts.push(offset);
+            offset += len;
+        }
+        let mut cuts: Vec<Vec<(usize, usize)>> = vec![Vec::new(); blocks.len()];
+        for (start, end) in self.held_cuts(&joined) {
+            let spans_blocks = starts
+                .iter()
+                .zip(&blocks)
+                .filter(|(block_start, (_, len))| {
+                    start < **block_start + len && end > **block_start
+                })
+                .count();
+            if spans_blocks < 2 {
+                continue;
+            }
+            for ((block_start, (_, len)), block_cuts) in starts.iter().zip(&blocks).zip(&mut cuts) {
+                let (lo, hi) = (start.max(*block_start), end.min(block_start + len));
+                if lo < hi {
+                    block_cuts.push((lo - block_start, hi - block_start));
+                }
+            }
+        }
+        let mut changed = 0;
+        for ((item_idx, _), block_cuts) in blocks.iter().zip(cuts) {
+            if block_cuts.is_empty() {
+                continue;
+            }
+            if let Some(text) = items.get_mut(*item_idx).and_then(block_text_mut) {
+                // INVARIANT (char-boundaries): a match of a valid UTF-8 pattern cut at a block
+                // boundary ends on char boundaries of each block, blocks being whole strings.
+                let (clean, _) = splice(text, 0, block_cuts);
+                *text = clean;
+                changed += 1;
+            }
+        }
+        changed
+    }
+
     /// `text` with the secrets Portcullis holds replaced by [`REDACTED`] (not other secret
     /// formats: on the request side those meet the sanitizer's strategy), and how many.
     pub fn redact_held<'a>(&self, text: &'a str) -> (Cow<'a, str>, usize) {
@@ -206,7 +307,10 @@ impl Redactor {
                         n_redacted += n;
                     }
                 }
-                Value::Array(items) => stack.extend(items.iter_mut()),
+                Value::Array(items) => {
+                    n_redacted += self.redact_across(items);
+                    stack.extend(items.iter_mut());
+                }
                 Value::Object(object) => {
                     if object.keys().any(|key| !self.held_cuts(key).is_empty()) {
                         let old = std::mem::take(object);
@@ -273,7 +377,10 @@ impl Redactor {
                         changed += 1;
                     }
                 }
-                Value::Array(items) => stack.extend(items.iter_mut()),
+                Value::Array(items) => {
+                    changed += self.redact_across(items);
+                    stack.extend(items.iter_mut());
+                }
                 Value::Object(object) => {
                     let keys_dirty = object
                         .keys()
@@ -296,6 +403,26 @@ impl Redactor {
             }
         }
         Ok(changed)
+    }
+}
+
+/// The text of one block of an array: the string itself, or an object's `text` string.
+fn block_text(item: &Value) -> Option<&str> {
+    match item {
+        Value::String(text) => Some(text),
+        Value::Object(object) => object.get("text").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+fn block_text_mut(item: &mut Value) -> Option<&mut String> {
+    match item {
+        Value::String(text) => Some(text),
+        Value::Object(object) => match object.get_mut("text") {
+            Some(Value::String(text)) => Some(text),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -331,95 +458,4 @@ fn splice(text: &str, from: usize, mut cuts: Vec<(usize, usize)>) -> (String, us
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn configured_values_and_known_formats_are_redacted() {
-        let redactor = Redactor::new(["hunter2-very-secret", ""]).unwrap();
-        assert_eq!(
-            redactor.redact_str("pw=hunter2-very-secret!").unwrap(),
-            "pw=[REDACTED_SECRET]!"
-        );
-        let aws = "key AKIAIOSFODNN7EXAMPLE end";
-        let out = redactor.redact_str(aws).unwrap();
-        assert!(!out.contains("AKIAIOSFODNN7EXAMPLE"), "{out}");
-        assert_eq!(redactor.redact_str("nothing here").unwrap(), "nothing here");
-    }
-
-    #[test]
-    fn redact_from_reads_context_and_keeps_own_values() {
-        let redactor = Redactor::new(["configured-secret-1"]).unwrap();
-        let own = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
-        let foreign = "ghp_ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210";
-        let text = format!("a {own} b {foreign} configured-secret-1");
-        let (out, n) = redactor.redact_from(&text, 0, &|v| v == own).unwrap();
-        assert_eq!(
-            out,
-            format!("a {own} b [REDACTED_SECRET] [REDACTED_SECRET]")
-        );
-        assert_eq!(n, 2);
-        // Context before `from` is read but not returned.
-        let text = format!("prefix {foreign}");
-        let (out, n) = redactor.redact_from(&text, 7, &|_| false).unwrap();
-        assert_eq!((out.as_str(), n), ("[REDACTED_SECRET]", 1));
-        let (out, _) = redactor.redact_from("plain words", 6, &|_| false).unwrap();
-        assert_eq!(out, "words");
-    }
-
-    #[test]
-    fn portcullis_tokens_and_hashed_tokens_are_held_secrets() {
-        let agent = "pcl_agent_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcde";
-        let declared = "declared-agent-token-42";
-        let digest: [u8; 32] = Sha256::digest(declared.as_bytes()).into();
-        let redactor = Redactor::new(["configured-value-9"])
-            .unwrap()
-            .with_token_hashes([digest]);
-        let text = format!(
-            "a {agent} b \"{declared}\". c configured-value-9 d ghp_abcdefghijklmnopqrstuvwxyz0123456789"
-        );
-        let (clean, n) = redactor.redact_held(&text);
-        assert_eq!(n, 3, "{clean}");
-        assert_eq!(
-            clean,
-            "a [REDACTED_SECRET] b \"[REDACTED_SECRET]\". c [REDACTED_SECRET] d \
-             ghp_abcdefghijklmnopqrstuvwxyz0123456789"
-        );
-        // Response side: held secrets are never kept, even when the caller sent them.
-        let (out, _) = redactor.redact_from(&text, 0, &|_| true).unwrap();
-        assert!(!out.contains(agent) && !out.contains(declared), "{out}");
-        assert!(out.contains("ghp_"), "{out}");
-        // Not a token: too short after the prefix, or another prefix.
-        assert_eq!(redactor.redact_held("pcl_agent_short x").1, 0);
-    }
-
-    #[test]
-    fn held_secrets_in_json_keys_numbers_and_values() {
-        let redactor = Redactor::new(["12345678901", "configured-value-9"]).unwrap();
-        let mut value = json!({
-            "n": 12_345_678_901_u64,
-            "configured-value-9": 1,
-            "[REDACTED_SECRET]": 2,
-            "s": ["x configured-value-9"]
-        });
-        assert_eq!(redactor.redact_held_value(&mut value), 3);
-        assert_eq!(value["n"], "[REDACTED_SECRET]");
-        assert_eq!(value["s"][0], "x [REDACTED_SECRET]");
-        let object = value.as_object().unwrap();
-        assert_eq!(object.len(), 4, "{value}");
-        assert!(object.contains_key("[REDACTED_SECRET]#2"));
-    }
-
-    #[test]
-    fn json_values_and_keys_are_walked() {
-        let redactor = Redactor::new(["s3cr3t-value-xyz"]).unwrap();
-        let mut value = json!({"a": ["x s3cr3t-value-xyz", {"s3cr3t-value-xyz": 1, "[REDACTED_SECRET]": 2}], "n": 3});
-        let changed = redactor.redact_value(&mut value).unwrap();
-        assert_eq!(changed, 2);
-        assert!(!value.to_string().contains("s3cr3t-value-xyz"));
-        assert_eq!(value["a"][1].as_object().unwrap().len(), 2, "{value}");
-    }
-}
+mod tests;
