@@ -33,6 +33,8 @@ pub(super) struct Held {
     /// The budget lines it was reserved in, to charge a settle that arrives after expiry.
     pub meters: Vec<Meter>,
     pub estimate: Amounts,
+    /// The lines, for the alert tiers checked against settled spend once the call settles.
+    pub lines: Vec<ScopeLine>,
 }
 
 /// What the budget step of `limit` decided for an admitted call.
@@ -145,11 +147,14 @@ pub(super) async fn admit(
         id,
         meters: meters(&lines),
         estimate: amounts,
+        lines: lines.clone(),
     };
     if let Some(session) = &subject.session {
         state.guardrails.budgets.mark_seen(session);
     }
-    alerts(state, &identified.agent.id, &lines, &usage, correlation).await;
+    // Alert tiers (and the 95% pause) count settled spend, never reservations: checked in
+    // `settle`, so a burst of holds may refuse the call that would pass a limit but never pauses
+    // the line.
 
     // The soft throttle.
     let mut delay = Duration::ZERO;
@@ -302,6 +307,7 @@ pub(super) async fn settle(
             .correlation(correlation.as_str())
             .data(data)
     };
+    let (lines, meters) = (held.lines, held.meters.clone());
     match state.store.budget_settle(held.id, amounts).await {
         Ok(settlement) => {
             let over: Vec<Value> = settlement
@@ -349,6 +355,15 @@ pub(super) async fn settle(
         Err(err) => {
             // The store keeps the spend in memory (the safe side); the commit failed.
             tracing::error!(correlation = %correlation, error = %err, "budget settle failed");
+        }
+    }
+    match state.store.budget_usage(meters).await {
+        Ok(usage) => {
+            let spent: Vec<u64> = usage.iter().map(|line| line.spent).collect();
+            alerts(state, agent, &lines, &spent, correlation).await;
+        }
+        Err(err) => {
+            tracing::error!(correlation = %correlation, error = %err, "cannot read settled spend for alerts");
         }
     }
 }
@@ -542,18 +557,19 @@ async fn running_session(
     Ok(usage.iter().any(|line| line.spent > 0 || line.reserved > 0))
 }
 
-/// Marks each alert tier the lines reached; the first time in a window a tier is marked, it is a
+/// Marks each alert tier the lines' settled spend reached (never reservations: a burst of holds
+/// may refuse the call that would pass a limit, never pause the line); the first time in a
+/// window a tier is marked, it is a
 /// `budget.alert` event and a webhook post, and the critical tier pauses new sessions in the
 /// line's scope until the window resets.
 async fn alerts(
     state: &AppState,
     agent: &str,
     lines: &[ScopeLine],
-    usage: &[LineUsage],
+    spent: &[u64],
     correlation: &CorrelationId,
 ) {
-    for (line, usage) in lines.iter().zip(usage) {
-        let used = usage.used_after();
+    for (line, &used) in lines.iter().zip(spent) {
         for tier in threshold::tiers_reached(line.limit, used) {
             let first = match state
                 .store

@@ -457,6 +457,61 @@ async fn alert_tiers_fire_once_per_window_and_windows_roll_at_local_midnight() {
     );
 }
 
+/// Issue 17.7: a burst of reservations paused a shared budget for the rest of the month at 44%
+/// actual spend. Alerts and the 95% pause count settled spend only.
+#[tokio::test]
+async fn regression_17_7_a_burst_of_reservations_never_pauses_the_line() {
+    let gw = gateway(one_budget(
+        "",
+        "global",
+        "calls",
+        "day",
+        "20",
+        "throttle_at = 100",
+    ))
+    .await;
+    let burst = identified(&gw, Some("s1"), None).await;
+    let mut grants = Vec::new();
+    for _ in 0..19 {
+        grants.push(
+            pipeline::limit(&gw.state, &burst, &tool("t"), &correlation())
+                .await
+                .unwrap(),
+        );
+    }
+    // 95% held, nothing settled: no alert, no pause; a new session is admitted.
+    let newcomer = identified(&gw, Some("s2"), None).await;
+    let last = pipeline::limit(&gw.state, &newcomer, &tool("t"), &correlation())
+        .await
+        .unwrap();
+    // The call that would pass the limit is refused by its reservation, and nothing pauses.
+    assert_eq!(
+        call(&gw, &newcomer, &tool("t"), &Actual::Tool).await,
+        Err(ErrorCode::BudgetExceeded)
+    );
+    assert!(records(&gw, "budget.alert").await.is_empty());
+    assert!(records(&gw, "budget.paused").await.is_empty());
+    // The burst's calls fail and release their holds; 9 settle (45% spent): info tier at most.
+    pipeline::release(&gw.state, last, &correlation()).await;
+    for (n, grant) in grants.into_iter().enumerate() {
+        if n < 9 {
+            pipeline::settle(&gw.state, grant, &Actual::Tool, &correlation()).await;
+        } else {
+            pipeline::release(&gw.state, grant, &correlation()).await;
+        }
+    }
+    assert!(records(&gw, "budget.alert").await.is_empty());
+    assert!(records(&gw, "budget.paused").await.is_empty());
+    let third = identified(&gw, Some("s3"), None).await;
+    call(&gw, &third, &tool("t"), &Actual::Tool).await.unwrap();
+    assert_eq!(usage(&gw, "global", Unit::Calls).await.spent, 10);
+    // Settled spend at 95% pauses new sessions, as before.
+    for _ in 0..9 {
+        call(&gw, &third, &tool("t"), &Actual::Tool).await.unwrap();
+    }
+    assert_eq!(records(&gw, "budget.paused").await.len(), 1);
+}
+
 #[tokio::test]
 async fn pause_blocks_new_sessions_and_lets_running_sessions_finish() {
     let gw = gateway(one_budget(
