@@ -239,6 +239,11 @@ pub struct ProxyLimits {
     /// Copy CONNECT tunnels with splice(2) on Linux (no copy through user space). Default true;
     /// ignored elsewhere.
     pub splice_tunnels: bool,
+    /// Most client connections open at once; one more is answered 429
+    /// `egress_connection_limit` and closed. Default 1024.
+    pub max_connections: usize,
+    /// Most client connections open at once from one address, with the same answer. Default 256.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for ProxyLimits {
@@ -251,6 +256,8 @@ impl Default for ProxyLimits {
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             splice_tunnels: true,
+            max_connections: 1024,
+            max_connections_per_ip: 256,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -129,6 +130,62 @@ pub(crate) async fn idle_watch(counters: &Counters, idle: Duration) {
     }
 }
 
+/// Open client connections of the proxy, in all and per address.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionCounts {
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// One admitted client connection; gives its place back when dropped.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    counts: Arc<ConnectionCounts>,
+    peer: IpAddr,
+}
+
+impl ConnectionCounts {
+    /// Admits a connection from `peer`, or `None` when `max` are open in all or `per_ip` from
+    /// this address.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        peer: IpAddr,
+        max: usize,
+        per_ip: usize,
+    ) -> Option<Admitted> {
+        let peer = peer.to_canonical();
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let (total, by_peer) = &mut *open;
+        let from_peer = by_peer.get(&peer).copied().unwrap_or(0);
+        if *total >= max || from_peer >= per_ip {
+            return None;
+        }
+        *total += 1;
+        by_peer.insert(peer, from_peer + 1);
+        Some(Admitted {
+            counts: Arc::clone(self),
+            peer,
+        })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut open = self
+            .counts
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (total, by_peer) = &mut *open;
+        *total = total.saturating_sub(1);
+        if let Some(count) = by_peer.get_mut(&self.peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                by_peer.remove(&self.peer);
+            }
+        }
+    }
+}
+
 /// Open tunnels per agent.
 #[derive(Debug, Default)]
 pub(crate) struct TunnelSlots {
@@ -185,6 +242,23 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
+
+    #[test]
+    fn connections_are_capped_in_all_and_per_address() {
+        let counts = Arc::new(ConnectionCounts::default());
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let b: IpAddr = "::ffff:127.0.0.3".parse().unwrap();
+        let a1 = counts.admit(a, 3, 2).unwrap();
+        let _a2 = counts.admit(a, 3, 2).unwrap();
+        assert!(counts.admit(a, 3, 2).is_none(), "per address");
+        let _b1 = counts.admit(b, 3, 2).unwrap();
+        assert!(
+            counts.admit("127.0.0.4".parse().unwrap(), 3, 2).is_none(),
+            "in all"
+        );
+        drop(a1);
+        assert!(counts.admit(a, 3, 2).is_some());
+    }
 
     #[test]
     fn slots_are_per_agent_and_returned_on_drop() {

@@ -29,7 +29,7 @@ use crate::deps::{
     Caller, CloseRecord, Credential, DecisionRecord, GateRequest, ProxyDeps, RecordError,
     RecordHead, Surface,
 };
-use crate::io::{Counted, Counters, TunnelSlots, idle_watch};
+use crate::io::{Admitted, ConnectionCounts, Counted, Counters, TunnelSlots, idle_watch};
 use crate::live::{Cut, LiveCaller};
 use crate::reason::ProxyReason;
 use crate::upstream::{CloseOnDrop, Pool, PoolKey, Tracked, Upstream};
@@ -42,6 +42,11 @@ pub const MAX_AUTH_LEN: usize = 4096;
 const MAX_CONNECTION_TOKENS: usize = 32;
 /// Copy buffer per direction of a tunnel.
 const TUNNEL_BUFFER: usize = 64 * 1024;
+/// First and longest wait after a failed accept.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Longest time spent writing the refusal to a connection over the caps.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(crate) type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
@@ -64,18 +69,31 @@ pub async fn run_proxy(listener: TcpListener, deps: ProxyDeps, shutdown: impl Fu
         closing,
     });
     let mut connections = JoinSet::new();
+    let counts = Arc::new(ConnectionCounts::default());
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    connections.spawn(serve_connection(Arc::clone(&shared), stream));
+                Ok((stream, peer)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    let limits = &shared.deps.limits;
+                    match counts.admit(peer.ip(), limits.max_connections, limits.max_connections_per_ip) {
+                        Some(admitted) => {
+                            connections.spawn(serve_connection(Arc::clone(&shared), stream, admitted));
+                        }
+                        None => {
+                            connections.spawn(refuse_connection(stream));
+                        }
+                    }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "egress proxy accept failed");
-                    // Out of descriptors, typically: give the open connections time to finish.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of descriptors, typically: back off (doubling, at most 1 s) so the
+                    // open connections can finish instead of spinning on accept.
+                    tracing::warn!(%error, backoff_ms = backoff.as_millis(), "egress proxy accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2).min(ACCEPT_BACKOFF_MAX);
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -84,7 +102,28 @@ pub async fn run_proxy(listener: TcpListener, deps: ProxyDeps, shutdown: impl Fu
     let _ = close_tx.send(true);
 }
 
-async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
+/// Answers a connection over the caps with 429 `egress_connection_limit` (best effort, bounded
+/// in time) and closes it.
+async fn refuse_connection(mut stream: TcpStream) {
+    let reason = ProxyReason::ConnectionLimit;
+    let answer = format!(
+        "HTTP/1.1 {} Too Many Requests\r\nX-Portcullis-Error: {}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}",
+        reason.http_status(),
+        reason.as_str(),
+        refusal_text(reason).len(),
+        refusal_text(reason),
+    );
+    let write = tokio::io::AsyncWriteExt::write_all(&mut stream, answer.as_bytes());
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, write).await;
+}
+
+fn refusal_text(reason: ProxyReason) -> String {
+    format!("{} ({})\n", reason.error_code().message(), reason.as_str())
+}
+
+async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, admitted: Admitted) {
+    // A tunnel holds the connection's place until it closes, though the upgrade ends this task.
+    let admitted = Arc::new(admitted);
     // Cut when the agent of a request in flight on this connection is killed or revoked:
     // dropping the connection closes the client socket and the request's target connection.
     let cut = Arc::new(Cut::default());
@@ -102,7 +141,8 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
         service_fn(move |req| {
             let shared = Arc::clone(&shared);
             let cut = Arc::clone(&cut);
-            async move { Ok::<_, Infallible>(handle(shared, req, cut).await) }
+            let admitted = Arc::clone(&admitted);
+            async move { Ok::<_, Infallible>(handle(shared, req, cut, admitted).await) }
         })
     };
     let connection = builder
@@ -122,6 +162,7 @@ async fn handle(
     shared: Arc<Shared>,
     mut req: Request<Incoming>,
     connection_cut: Arc<Cut>,
+    admitted: Arc<Admitted>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let Some(caller) = authenticate(&shared, req.headers()).await else {
@@ -289,7 +330,14 @@ async fn handle(
                 Err(reason) => return close.fail(reason),
             };
             let upgrade = hyper::upgrade::on(&mut req);
-            tokio::spawn(run_tunnel(shared, upgrade, stream, close, slot, cut));
+            tokio::spawn(run_tunnel(
+                shared,
+                upgrade,
+                stream,
+                close,
+                (slot, admitted),
+                cut,
+            ));
             Response::new(empty())
         }
         Surface::Http | Surface::Dns => {
@@ -354,7 +402,7 @@ async fn run_tunnel(
     upgrade: hyper::upgrade::OnUpgrade,
     stream: TcpStream,
     mut close: CloseOnDrop,
-    _slot: Option<crate::io::TunnelSlot>,
+    _places: (Option<crate::io::TunnelSlot>, Arc<Admitted>),
     cut: Arc<Cut>,
 ) {
     let Ok(upgraded) = upgrade.await else {

@@ -36,6 +36,9 @@ pub enum ProxyReason {
     /// The caller's agent was revoked or deleted: its open tunnel or in-flight request was cut
     /// (close records only).
     AgentRevoked,
+    /// The proxy already holds `max_connections` client connections, or `max_connections_per_ip`
+    /// from this address: 429, and the connection is closed.
+    ConnectionLimit,
 }
 
 /// Every adapter reason code, for `docs/ERROR_CODES.md`.
@@ -54,6 +57,7 @@ pub const REASONS: &[ReasonInfo] = &[
     info(ProxyReason::DnsBadQuery),
     info(ProxyReason::KillSwitchClosed),
     info(ProxyReason::AgentRevoked),
+    info(ProxyReason::ConnectionLimit),
 ];
 
 const fn info(reason: ProxyReason) -> ReasonInfo {
@@ -81,6 +85,7 @@ impl ProxyReason {
             ProxyReason::DnsBadQuery => "egress_dns_bad_query",
             ProxyReason::KillSwitchClosed => "egress_killswitch_closed",
             ProxyReason::AgentRevoked => "egress_agent_revoked",
+            ProxyReason::ConnectionLimit => "egress_connection_limit",
         }
     }
 
@@ -89,7 +94,7 @@ impl ProxyReason {
     pub const fn error_code(self) -> ErrorCode {
         match self {
             ProxyReason::AuthRequired => ErrorCode::Unauthorized,
-            ProxyReason::TunnelLimit => ErrorCode::RateLimited,
+            ProxyReason::TunnelLimit | ProxyReason::ConnectionLimit => ErrorCode::RateLimited,
             ProxyReason::ConnectTimeout
             | ProxyReason::UpstreamTimeout
             | ProxyReason::IdleTimeout => ErrorCode::UpstreamTimeout,
@@ -132,6 +137,9 @@ impl ProxyReason {
             }
             ProxyReason::AgentRevoked => {
                 "close record: the agent was revoked and the connection was cut"
+            }
+            ProxyReason::ConnectionLimit => {
+                "proxy: too many client connections, in all or from this address"
             }
         }
     }

@@ -430,7 +430,8 @@ async fn get_settings(State(state): State<AppState>) -> Response {
     Json(state.egress.settings()).into_response()
 }
 
-/// Replaces the egress settings; listener addresses cannot change at run time.
+/// Replaces the egress settings; listener addresses and the proxy's limits cannot change at run
+/// time (`conflict`).
 async fn set_settings(
     State(state): State<AppState>,
     Extension(caller): Extension<AdminCaller>,
@@ -438,7 +439,10 @@ async fn set_settings(
     ApiJson(settings): ApiJson<EgressConfig>,
 ) -> Result<Response, ApiError> {
     let current = state.egress.settings();
-    if settings.proxy_bind != current.proxy_bind || settings.dns_bind != current.dns_bind {
+    if settings.proxy_bind != current.proxy_bind
+        || settings.dns_bind != current.dns_bind
+        || settings.proxy_limits().ok() != current.proxy_limits().ok()
+    {
         return Err(ApiError::new(ErrorCode::Conflict));
     }
     let policy = EgressPolicy::from_config(&settings).map_err(|err| {
@@ -667,6 +671,23 @@ fn parse_bind(key: &'static str, value: &str) -> Result<Option<SocketAddr>, Egre
         })
 }
 
+/// The forward proxy's limits from `[egress]` (checked again here; `config check` checks them).
+fn proxy_limits(
+    settings: &EgressConfig,
+) -> Result<portcullis_egress::ProxyLimits, EgressStartError> {
+    let limits = settings
+        .proxy_limits()
+        .map_err(|err| EgressStartError::Policy(err.into()))?;
+    Ok(portcullis_egress::ProxyLimits {
+        header_read_timeout: limits.header_read_timeout,
+        idle_timeout: limits.idle_timeout,
+        max_connections: limits.max_connections,
+        max_connections_per_ip: limits.max_connections_per_ip,
+        tunnels_per_agent: limits.tunnels_per_agent,
+        ..portcullis_egress::ProxyLimits::default()
+    })
+}
+
 /// Binds and starts the forward proxy and the DNS guard (each unless its bind is empty), and the
 /// lease sweeper. They stop when `stop` turns true.
 pub async fn start(
@@ -695,7 +716,7 @@ pub async fn start(
             resolver: Arc::clone(&state.egress.resolver),
             leases: state.egress.leases.clone(),
             clock: Arc::clone(&state.clock),
-            limits: portcullis_egress::ProxyLimits::default(),
+            limits: proxy_limits(&settings)?,
             live: Arc::clone(&state.egress.live),
         };
         tokio::spawn(portcullis_egress::run_proxy(

@@ -59,6 +59,106 @@ pub struct EgressConfig {
     /// posture, leases and kill switch; the longest matching prefix wins; other clients get the
     /// global posture. Default empty.
     pub dns_clients: BTreeMap<String, String>,
+    /// Time a proxy client has to send a complete request head, from the accept or the end of
+    /// its previous request; past it the connection is closed (1s to 1h). Also closes kept-alive
+    /// connections idle that long. Default `30s`.
+    pub proxy_header_read_timeout: String,
+    /// A CONNECT tunnel with no byte moving for this long is closed; also the wait for a
+    /// target's response head (1s to 24h). Default `5m`.
+    pub proxy_idle_timeout: String,
+    /// Most client connections the forward proxy keeps open; past it a new one is answered 429
+    /// `egress_connection_limit` and closed (1 to 1000000). Default 1024.
+    pub proxy_max_connections: usize,
+    /// Most client connections one client address keeps open, with the same answer (1 to
+    /// `proxy_max_connections`). Default 256.
+    pub proxy_max_connections_per_ip: usize,
+    /// Most open CONNECT tunnels per agent; past it 429 `egress_tunnel_limit` (1 to 1000000).
+    /// Default 256.
+    pub proxy_tunnels_per_agent: usize,
+}
+
+/// The forward proxy's connection limits, checked (see [`EgressConfig::proxy_limits`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxyLimitsConfig {
+    pub header_read_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub tunnels_per_agent: usize,
+}
+
+/// A proxy limit out of its range.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`egress.{key}` = `{value}` is out of range ({range})")]
+pub struct ProxyLimitError {
+    pub key: &'static str,
+    pub value: String,
+    pub range: &'static str,
+}
+
+impl EgressConfig {
+    /// The proxy limits, each checked against its range.
+    pub fn proxy_limits(&self) -> Result<ProxyLimitsConfig, ProxyLimitError> {
+        let duration = |key: &'static str, raw: &str, max_secs: u64, range: &'static str| {
+            let bad = || ProxyLimitError {
+                key,
+                value: raw.to_owned(),
+                range,
+            };
+            let signed: jiff::SignedDuration = raw.trim().parse().map_err(|_| bad())?;
+            let value = std::time::Duration::try_from(signed).map_err(|_| bad())?;
+            if value < std::time::Duration::from_secs(1)
+                || value > std::time::Duration::from_secs(max_secs)
+            {
+                return Err(bad());
+            }
+            Ok(value)
+        };
+        let count = |key: &'static str, value: usize, max: usize, range: &'static str| {
+            if (1..=max).contains(&value) {
+                Ok(value)
+            } else {
+                Err(ProxyLimitError {
+                    key,
+                    value: value.to_string(),
+                    range,
+                })
+            }
+        };
+        let max_connections = count(
+            "proxy_max_connections",
+            self.proxy_max_connections,
+            1_000_000,
+            "1 to 1000000",
+        )?;
+        Ok(ProxyLimitsConfig {
+            header_read_timeout: duration(
+                "proxy_header_read_timeout",
+                &self.proxy_header_read_timeout,
+                3600,
+                "1s to 1h",
+            )?,
+            idle_timeout: duration(
+                "proxy_idle_timeout",
+                &self.proxy_idle_timeout,
+                86_400,
+                "1s to 24h",
+            )?,
+            max_connections,
+            max_connections_per_ip: count(
+                "proxy_max_connections_per_ip",
+                self.proxy_max_connections_per_ip,
+                max_connections,
+                "1 to proxy_max_connections",
+            )?,
+            tunnels_per_agent: count(
+                "proxy_tunnels_per_agent",
+                self.proxy_tunnels_per_agent,
+                1_000_000,
+                "1 to 1000000",
+            )?,
+        })
+    }
 }
 
 /// `[egress.projects.<name>]`. An absent field inherits the global value, except `deny`, which
@@ -89,6 +189,11 @@ impl Default for EgressConfig {
             dns_bind: DEFAULT_DNS_BIND.to_owned(),
             projects: BTreeMap::new(),
             dns_clients: BTreeMap::new(),
+            proxy_header_read_timeout: "30s".to_owned(),
+            proxy_idle_timeout: "5m".to_owned(),
+            proxy_max_connections: 1024,
+            proxy_max_connections_per_ip: 256,
+            proxy_tunnels_per_agent: 256,
         }
     }
 }

@@ -45,7 +45,7 @@ pub mod reason;
 pub mod rules;
 pub mod target;
 
-pub use config::{EgressConfig, Posture, ProjectEgressConfig};
+pub use config::{EgressConfig, Posture, ProjectEgressConfig, ProxyLimitError, ProxyLimitsConfig};
 pub use decide::{
     Denial, DnsAllowed, DnsCheck, Grant, Phase1, Phase2, ResolvePlan, check_dns_name, decide,
     filter_answers, vet,

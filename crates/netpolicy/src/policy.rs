@@ -154,6 +154,8 @@ pub enum ConfigError {
         "bad project `{project}` for `{cidr}` in `egress.dns_clients`: 1-128 printable ASCII characters"
     )]
     DnsClientProject { cidr: String, project: String },
+    #[error(transparent)]
+    ProxyLimit(#[from] crate::config::ProxyLimitError),
 }
 
 /// Why an `allow_cidrs` entry was refused.
@@ -207,6 +209,7 @@ impl EgressPolicy {
         let builtin = compile_rules(PUBLIC_HOSTS.iter().copied(), "builtin", &suffixes)?;
         let doh = compile_rules(DOH_HOSTS.iter().copied(), "builtin doh", &suffixes)?;
         let dns_clients = compile_dns_clients(&config.dns_clients)?;
+        config.proxy_limits()?;
         // INVARIANT (profile-zero-default): the global profile was pushed first.
         Ok(Self {
             profiles,
