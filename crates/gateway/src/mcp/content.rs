@@ -98,6 +98,16 @@ enum Fetched {
     Resource(ReadResourceResult),
 }
 
+/// How a content action failed, for the answer.
+enum Failed {
+    /// Refused by policy at gate in: answered like an item that does not exist.
+    Hidden,
+    /// The upstream's own error (or its failure).
+    Upstream(ErrorData),
+    /// Refused by a stage of the gateway, with the answer to give.
+    Refused(ErrorData),
+}
+
 /// One prompt get or resource read on the road.
 struct ContentFetch<'a> {
     handler: &'a McpHandler,
@@ -608,7 +618,8 @@ impl McpHandler {
                 ErrorCode::Internal.message(),
                 None,
             )),
-            Err(err) => Err(err.unwrap_or_else(unknown_prompt)),
+            Err(Failed::Hidden) => Err(unknown_prompt()),
+            Err(Failed::Upstream(data) | Failed::Refused(data)) => Err(data),
         }
     }
 
@@ -660,19 +671,18 @@ impl McpHandler {
                 None,
             )),
             // An unknown URI answers like an unreadable one, whoever says so.
-            Err(Some(data))
+            Err(Failed::Upstream(data))
                 if data.code != RpcCode::RESOURCE_NOT_FOUND
                     && data.code != RpcCode::INVALID_PARAMS =>
             {
                 Err(data)
             }
+            Err(Failed::Refused(data)) => Err(data),
             Err(_) => Err(unknown_resource()),
         }
     }
 
-    /// Runs one content action down the road. `Err(None)` is a refusal at gate in, which the
-    /// caller answers like an item that does not exist; `Err(Some(_))` is the answer to any
-    /// other refusal.
+    /// Runs one content action down the road.
     async fn fetch(
         &self,
         caller: &Caller,
@@ -680,7 +690,7 @@ impl McpHandler {
         upstream: Arc<Upstream>,
         exposed: String,
         fetch: Fetch,
-    ) -> Result<Fetched, Option<ErrorData>> {
+    ) -> Result<Fetched, Failed> {
         let mut front = ContentFetch {
             handler: self,
             caller,
@@ -709,25 +719,23 @@ impl McpHandler {
             Err(stopped) => {
                 let refusal = stopped.refusal;
                 Err(match refusal.stage {
-                    Stage::GateIn if super::call::hides(refusal.error.code) => None,
-                    Stage::Execute => front.upstream_error.take().or_else(|| {
-                        Some(ErrorData::internal_error(
-                            refusal.error.code.message(),
-                            None,
-                        ))
-                    }),
-                    Stage::Validate => Some(ErrorData::invalid_params(
+                    Stage::GateIn if super::call::hides(refusal.error.code) => Failed::Hidden,
+                    Stage::Execute => {
+                        Failed::Upstream(front.upstream_error.take().unwrap_or_else(|| {
+                            ErrorData::internal_error(refusal.error.code.message(), None)
+                        }))
+                    }
+                    Stage::Validate => Failed::Refused(ErrorData::invalid_params(
                         front.violation.take().map_or_else(
                             || refusal.error.code.message().to_owned(),
                             |message| format!("{message} ({})", refusal.error.code.as_str()),
                         ),
                         None,
                     )),
-                    Stage::GateOut | Stage::SanitizeIn => Some(ErrorData::invalid_request(
-                        refusal.error.code.message(),
-                        None,
-                    )),
-                    _ => Some(ErrorData::internal_error(
+                    Stage::GateOut | Stage::SanitizeIn => Failed::Refused(
+                        ErrorData::invalid_request(refusal.error.code.message(), None),
+                    ),
+                    _ => Failed::Refused(ErrorData::internal_error(
                         refusal.error.code.message(),
                         None,
                     )),

@@ -304,8 +304,8 @@ pub async fn run<F: Front>(
     trail.push(Stage::Identify);
 
     trail.push(Stage::GateIn);
-    if let Err(refusal) = gate(state, identified, &action, correlation).await {
-        return Err(stop(state, front, refusal, trail, correlation).await);
+    if let Err(refusal) = gate(state, identified, &action, &*front, correlation).await {
+        return Err(Stopped { refusal, trail });
     }
     if kind.crosses(Stage::Validate) {
         trail.push(Stage::Validate);
@@ -446,21 +446,51 @@ async fn stop<F: Front>(
     Stopped { refusal, trail }
 }
 
-/// Gate in: every key with the action's context, in order up to the first deny; the decisions
-/// made share one group commit, and an allow that cannot be recorded refuses.
-async fn gate(
+/// Gate in: every key with the action's context, in order up to the first deny. The decisions
+/// made share one group commit; an allow that cannot be recorded refuses (`store_unavailable`).
+/// A deny is recorded together with the front's record of the refusal, so a refused action costs
+/// one durable write, as a missing one does (no timing tells them apart).
+async fn gate<F: Front>(
     state: &AppState,
     identified: &Identified,
     action: &Action,
+    front: &F,
     correlation: &CorrelationId,
 ) -> Result<(), Refusal> {
-    let gates = action
-        .gates_in
-        .iter()
-        .map(|key| (key.clone(), action.resource.clone(), action.context.clone()));
-    super::gate_all(state, identified, gates, correlation)
-        .await
-        .map_err(|err| Refusal::from_api(Stage::GateIn, err))
+    let mut decided = Vec::with_capacity(action.gates_in.len());
+    let mut denied = None;
+    for key in &action.gates_in {
+        let decision = super::decide(
+            state,
+            identified,
+            key.clone(),
+            action.resource.clone(),
+            action.context.clone(),
+            correlation,
+        );
+        denied = decision.refusal();
+        decided.push(decision);
+        if denied.is_some() {
+            break;
+        }
+    }
+    match denied {
+        Some(err) => {
+            let refusal = Refusal::from_api(Stage::GateIn, err);
+            let event = front
+                .record(Decision::Deny, &refusal.reason)
+                .correlation(correlation.as_str());
+            // The request is refused whether or not these land.
+            let _ = tokio::join!(record_all(state, decided), state.events.emit(event));
+            Err(refusal)
+        }
+        None if record_all(state, decided).await => Ok(()),
+        None => Err(Refusal::new(
+            Stage::GateIn,
+            ErrorCode::StoreUnavailable,
+            "store_unavailable",
+        )),
+    }
 }
 
 /// Records the gate-out decisions; whether every one was recorded.
