@@ -120,13 +120,15 @@ struct Held {
 
 impl Held {
     fn of(sources: &Sources) -> Self {
+        // Sorted: listing the same denies in another order changes nothing.
+        let denies: std::collections::BTreeSet<String> = sources
+            .policy
+            .deny
+            .iter()
+            .map(|pattern| pattern.as_str().to_owned())
+            .collect();
         Self {
-            denies: sources
-                .policy
-                .deny
-                .iter()
-                .map(|pattern| pattern.as_str().to_owned())
-                .collect(),
+            denies: denies.into_iter().collect(),
             contracts: sources
                 .config_contracts
                 .iter()

@@ -229,6 +229,18 @@ async fn a_restart_that_changes_immutable_items_is_recorded() {
         !record_at_start(&gw.state).await.unwrap(),
         "nothing changed"
     );
+    // The same denies in another order are no change either.
+    let reordered = HELD.replace(
+        "deny = [\"tools:call:shell.*\", \"llm:model:gpt-5*\"]",
+        "deny = [\"llm:model:gpt-5*\", \"tools:call:shell.*\"]",
+    );
+    assert_ne!(reordered, HELD);
+    let TestGateway {
+        state, dir, store, ..
+    } = gw;
+    drop((state, store));
+    let gw = gateway_in(write(&dir, &reordered), dir).await;
+    assert!(!record_at_start(&gw.state).await.unwrap(), "only reordered");
     let TestGateway {
         state, dir, store, ..
     } = gw;
