@@ -165,6 +165,24 @@ impl Redactor {
     /// Spans of the secrets Portcullis holds: configured values, its own token format and
     /// hashed tokens. These are never kept, whoever sent them.
     fn held_cuts(&self, text: &str) -> Vec<(usize, usize)> {
+        let mut cuts = self.matched_cuts(text);
+        if let Some(visible) = Visible::of(text) {
+            // Zero-width characters inside a value do not hide it: match the text without them
+            // and map each match back.
+            cuts.extend(
+                self.matched_cuts(&visible.text)
+                    .into_iter()
+                    .filter_map(|(start, end)| visible.original(start, end)),
+            );
+        }
+        if !self.token_hashes.is_empty() {
+            cuts.extend(self.hashed_token_cuts(text));
+        }
+        cuts
+    }
+
+    /// Configured values and Portcullis tokens in `text`.
+    fn matched_cuts(&self, text: &str) -> Vec<(usize, usize)> {
         let mut cuts: Vec<(usize, usize)> = Vec::new();
         if let Some(matcher) = &self.values {
             cuts.extend(matcher.find_iter(text).map(|m| (m.start(), m.end())));
@@ -174,9 +192,6 @@ impl Redactor {
                 .find_iter(text)
                 .map(|m| (m.start(), m.end())),
         );
-        if !self.token_hashes.is_empty() {
-            cuts.extend(self.hashed_token_cuts(text));
-        }
         cuts
     }
 
@@ -403,6 +418,47 @@ impl Redactor {
             }
         }
         Ok(changed)
+    }
+}
+
+/// Characters that render as nothing and may be slipped inside a value to hide it.
+const INVISIBLE: &[char] = &[
+    '\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}', '\u{AD}',
+];
+
+/// A text without its [`INVISIBLE`] characters, and where each remaining byte came from.
+struct Visible {
+    text: String,
+    /// `origin[i]`: the original offset of byte `i` of `text`.
+    origin: Vec<usize>,
+}
+
+impl Visible {
+    /// `None` when `text` holds no invisible character.
+    fn of(text: &str) -> Option<Self> {
+        if !text.contains(INVISIBLE) {
+            return None;
+        }
+        let mut res = Visible {
+            text: String::with_capacity(text.len()),
+            origin: Vec::with_capacity(text.len()),
+        };
+        for (offset, c) in text.char_indices() {
+            if INVISIBLE.contains(&c) {
+                continue;
+            }
+            res.text.push(c);
+            res.origin
+                .extend((0..c.len_utf8()).map(|byte_idx| offset + byte_idx));
+        }
+        Some(res)
+    }
+
+    /// The original range of the visible range `start..end` (non-empty, on char boundaries).
+    fn original(&self, start: usize, end: usize) -> Option<(usize, usize)> {
+        let first = *self.origin.get(start)?;
+        let last = *self.origin.get(end.checked_sub(1)?)?;
+        Some((first, last + 1))
     }
 }
 

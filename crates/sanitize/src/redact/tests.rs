@@ -110,6 +110,16 @@ fn configured_values_are_found_in_their_common_encodings() {
 }
 
 #[test]
+fn zero_width_characters_inside_a_value_do_not_hide_it() {
+    let redactor = Redactor::new(["configured-value-9"]).unwrap();
+    let text = "a config\u{200b}ured-val\u{feff}ue-9 b \u{200d}";
+    let (out, n) = redactor.redact_held(text);
+    assert_eq!((out.as_ref(), n), ("a [REDACTED_SECRET] b \u{200d}", 1));
+    let token = "pcl_agent_AbCdEfGh\u{200b}IjKlMnOpQrStUvWxYz0123456789";
+    assert_eq!(redactor.redact_held(token).1, 1);
+}
+
+#[test]
 fn secrets_split_across_content_blocks_are_redacted_in_each() {
     let redactor = Redactor::new(["configured-value-9"]).unwrap();
     let mut value = json!({"content": [
