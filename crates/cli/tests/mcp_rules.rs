@@ -1,8 +1,9 @@
 //! End to end: argument rules through the real binary, the fixture server as the upstream.
 //!
 //! One gateway for the whole file: the fixture runs with its working directory and its root at
-//! `/`, tools exposed by their bare names (`prefix = "never"`), and rules written for
-//! `fx.<tool>`, so a rule keyed by the exposed name would miss every call.
+//! `/`, tools and prompts exposed by their bare names (`prefix = "never"`), and rules written for
+//! `fx.<name>`, so a rule keyed by the exposed name would miss every call. Rows cover tool
+//! arguments (path, URL, deny), prompt arguments and resource URIs.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,7 +17,9 @@ mod support;
 use std::path::Path;
 
 use rmcp::ServiceExt as _;
-use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, GetPromptRequestParams, ReadResourceRequestParams,
+};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -34,7 +37,7 @@ name = "fx"
 call_timeout = "10s"
 [upstreams.stdio]
 command = "{bin}"
-args = ["fixture-server", "--root", "/", "--record", "{record}"]
+args = ["fixture-server", "--root", "/", "--record", "{record}", "--conformance"]
 cwd = "/"
 
 [tools]
@@ -51,8 +54,15 @@ roots = ["{root}"]
 [[tools.rules]]
 name = "no-rm"
 tools = ["fx.*"]
+prompts = ["fx.*"]
 kind = "deny"
 pattern = "rm\\s+-rf"
+
+[[tools.rules]]
+name = "no-watched"
+resources = ["fx"]
+kind = "deny"
+pattern = "watched"
 
 [[tools.rules]]
 name = "web"
@@ -116,7 +126,17 @@ async fn argument_rules_hold_through_the_binary() {
     let dir = tempfile::tempdir().unwrap();
     let gateway = Gateway::start(&config(dir.path())).await;
     wait_for_tools(&gateway).await;
-    let token = create_agent(&gateway, "alice", &["tools:call:fx.*", "io:*"]).await;
+    let token = create_agent(
+        &gateway,
+        "alice",
+        &[
+            "tools:call:fx.*",
+            "tools:prompt:fx.*",
+            "tools:resource:fx",
+            "io:*",
+        ],
+    )
+    .await;
     let alice = client(&gateway, &token).await;
     let root = dir.path().join("root");
     let under = |rest: &str| root.join(rest).display().to_string();
@@ -205,4 +225,34 @@ async fn argument_rules_hold_through_the_binary() {
         vec![&json!(under("etc/passwd")), &json!(under("notes.txt"))]
     );
     assert_eq!(record.len(), 3, "{record:?}");
+
+    // 16.5: prompt arguments cross the same rules (keyed `fx.<prompt>`), and resource URIs the
+    // rules that name the upstream's resources.
+    let prompt = |arg1: &str| {
+        let mut params = GetPromptRequestParams::new("test_prompt_with_arguments");
+        params.arguments = json!({"arg1": arg1, "arg2": "x"}).as_object().cloned();
+        params
+    };
+    let refused = alice
+        .peer()
+        .get_prompt(prompt("r\u{200b}m -rf /"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("`no-rm`"), "{refused}");
+    let got = alice.peer().get_prompt(prompt("ls")).await.unwrap();
+    assert!(!got.messages.is_empty());
+    let refused = alice
+        .peer()
+        .read_resource(ReadResourceRequestParams::new("test://watched-resource"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("`no-watched`"), "{refused}");
+    let read = alice
+        .peer()
+        .read_resource(ReadResourceRequestParams::new("test://static-text"))
+        .await
+        .unwrap();
+    assert!(!read.contents.is_empty());
 }
