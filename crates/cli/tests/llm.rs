@@ -464,6 +464,10 @@ async fn concurrent_calls_never_spend_past_a_small_usd_cap() {
 [admin]
 rate_limit = "100000/60"
 
+# One peer opens all the calls at once: above the per-address connection cap.
+[server]
+max_connections_per_ip = 2048
+
 [llm]
 default_max_tokens = 1
 
