@@ -44,6 +44,54 @@ pub trait EgressGate: Send + Sync + fmt::Debug {
     /// refuse with (`policy_denied`, `rate_limited`, `policy_error`, `killswitch_engaged`,
     /// `store_unavailable`).
     async fn decide(&self, request: GateRequest<'_>) -> Result<(), ErrorCode>;
+
+    /// [`EgressGate::decide`] without waiting for the records: the decisions are made now and
+    /// recorded when the returned [`PendingRecords`] is committed, which the proxy does together
+    /// with its egress decision record, so an admitted connection waits on one group commit.
+    /// The default decides and records at once, leaving nothing pending.
+    async fn decide_deferred(
+        &self,
+        request: GateRequest<'_>,
+    ) -> (Result<(), ErrorCode>, PendingRecords) {
+        (self.decide(request).await, PendingRecords::none())
+    }
+}
+
+/// Decision records not yet written; [`PendingRecords::commit`] writes them.
+pub struct PendingRecords(Option<RecordWrite>);
+
+/// The write of pending records.
+type RecordWrite =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RecordError>> + Send>>;
+
+impl PendingRecords {
+    /// Nothing to write.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// `write` writes the records; `Err` when an allow among them is not durable.
+    pub fn new(
+        write: impl std::future::Future<Output = Result<(), RecordError>> + Send + 'static,
+    ) -> Self {
+        Self(Some(Box::pin(write)))
+    }
+
+    /// Writes the records.
+    pub async fn commit(self) -> Result<(), RecordError> {
+        match self.0 {
+            Some(write) => write.await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for PendingRecords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PendingRecords")
+            .field(&self.0.is_some())
+            .finish()
+    }
 }
 
 /// An egress record that could not be made durable.

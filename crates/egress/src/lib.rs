@@ -36,8 +36,8 @@ mod upstream;
 
 pub use deps::{
     Caller, CloseRecord, Credential, DecisionRecord, DnsDeps, DnsLimits, EgressEvents, EgressGate,
-    GateRequest, LeaseSource, PolicyHandle, ProxyAuth, ProxyDeps, ProxyLimits, RecordError,
-    RecordHead, StaticLeases, Surface,
+    GateRequest, LeaseSource, PendingRecords, PolicyHandle, ProxyAuth, ProxyDeps, ProxyLimits,
+    RecordError, RecordHead, StaticLeases, Surface,
 };
 pub use dns::{MAX_UDP_QUERY, run_dns_guard};
 pub use live::{CutReason, LiveCaller, LiveConnections};

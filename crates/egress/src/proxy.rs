@@ -26,8 +26,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::deps::{
-    Caller, CloseRecord, Credential, DecisionRecord, GateRequest, ProxyDeps, RecordError,
-    RecordHead, Surface,
+    Caller, CloseRecord, Credential, DecisionRecord, GateRequest, PendingRecords, ProxyDeps,
+    RecordError, RecordHead, Surface,
 };
 use crate::io::{Admitted, ConnectionCounts, Counted, Counters, TunnelSlots, idle_watch};
 use crate::live::{Cut, LiveCaller};
@@ -225,7 +225,7 @@ async fn handle(
         Surface::Connect => TargetRequest::connect(&raw),
         Surface::Http | Surface::Dns => TargetRequest::url(&raw),
     };
-    let (dialed, grant, authority, resolved) =
+    let (dialed, grant, authority, resolved, pending) =
         match decide(&policy, request, &caller.as_policy(), &leases, now) {
             Phase1::Deny(denial) => {
                 if let Some(target) = &denial.target {
@@ -241,10 +241,12 @@ async fn handle(
                 let authority = authority_of(&target.host.to_string(), target.port);
                 head.target = authority.clone();
                 let keys = policy.gate_keys(&target.host, Some(target.port));
-                if let Err(code) = ask_gate(&caller, &head, &keys).await {
+                let (gated, pending) = ask_gate(&caller, &head, &keys).await;
+                if let Err(code) = gated {
+                    let _ = pending.commit().await;
                     return refuse(&shared, head, code).await;
                 }
-                (addr, grant, authority, Vec::new())
+                (addr, grant, authority, Vec::new(), pending)
             }
             Phase1::Resolve(plan) => {
                 let authority = authority_of(plan.name.as_str(), plan.port);
@@ -252,7 +254,9 @@ async fn handle(
                 // INVARIANT (gate-before-lookup): the policy engine decides before the lookup,
                 // so a name it denies is never resolved.
                 let keys = policy.gate_keys(&Host::Name(plan.name.clone()), Some(plan.port));
-                if let Err(code) = ask_gate(&caller, &head, &keys).await {
+                let (gated, pending) = ask_gate(&caller, &head, &keys).await;
+                if let Err(code) = gated {
+                    let _ = pending.commit().await;
                     return refuse(&shared, head, code).await;
                 }
                 // INVARIANT (one-lookup): the only lookup for this request; the dialed address
@@ -264,8 +268,11 @@ async fn handle(
                     .await
                     .unwrap_or_default();
                 match vet(&policy, &plan, &resolved) {
-                    Phase2::Dial(addr) => (addr, plan.grant, authority, resolved),
-                    Phase2::Deny(reason) => return deny(&shared, head, reason, resolved).await,
+                    Phase2::Dial(addr) => (addr, plan.grant, authority, resolved, pending),
+                    Phase2::Deny(reason) => {
+                        let _ = pending.commit().await;
+                        return deny(&shared, head, reason, resolved).await;
+                    }
                 }
             }
         };
@@ -278,6 +285,7 @@ async fn handle(
                 Some(slot) => Some(slot),
                 None => {
                     let reason = ProxyReason::TunnelLimit;
+                    let _ = pending.commit().await;
                     record_denial(&shared, head, reason.as_str(), resolved).await;
                     return refusal(
                         reason.http_status(),
@@ -289,11 +297,13 @@ async fn handle(
         }
         Surface::Http | Surface::Dns => None,
     };
-    // INVARIANT (durable-allow): nothing is dialed unless its allow record is durable.
-    if record_allow(&shared, head.clone(), &grant, resolved, dialed)
-        .await
-        .is_err()
-    {
+    // INVARIANT (durable-allow): nothing is dialed unless its allow records (the policy
+    // decisions and the egress decision, written together in one group commit) are durable.
+    let (allowed, decided) = tokio::join!(
+        record_allow(&shared, head.clone(), &grant, resolved, dialed),
+        pending.commit(),
+    );
+    if allowed.is_err() || decided.is_err() {
         let code = ErrorCode::StoreUnavailable;
         return refusal(code.http_status(), code.as_str(), code.message());
     }
@@ -562,10 +572,14 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Asks the caller's policy gate about the target's `net:*` keys.
-async fn ask_gate(caller: &Caller, head: &RecordHead, keys: &GateKeys) -> Result<(), ErrorCode> {
+async fn ask_gate(
+    caller: &Caller,
+    head: &RecordHead,
+    keys: &GateKeys,
+) -> (Result<(), ErrorCode>, PendingRecords) {
     caller
         .gate
-        .decide(GateRequest {
+        .decide_deferred(GateRequest {
             surface: head.surface,
             project: caller.project.as_deref(),
             keys,

@@ -32,7 +32,8 @@ fn fixture() -> Arc<FixtureResolver> {
                 "banned.test": {"A": ["127.0.0.2"]},
                 "loop.test": {"A": ["127.0.0.1"]},
                 "gone.test": {"rcode": "NXDOMAIN"},
-                "x.policy-denied.test": {"A": ["127.0.0.2"]}
+                "x.policy-denied.test": {"A": ["127.0.0.2"]},
+                "x.unrecorded.test": {"A": ["127.0.0.2"]}
             }"#,
         )
         .unwrap(),
@@ -42,7 +43,7 @@ fn fixture() -> Arc<FixtureResolver> {
 fn config(port: u16) -> String {
     format!(
         r#"
-allow = ["svc.test:{port}", "loop.test:{port}", "gone.test:{port}", "*.policy-denied.test:{port}"]
+allow = ["svc.test:{port}", "loop.test:{port}", "gone.test:{port}", "*.policy-denied.test:{port}", "*.unrecorded.test:{port}"]
 deny = ["banned.test"]
 allow_cidrs = ["127.0.0.2/32"]
 "#
@@ -302,21 +303,26 @@ async fn an_allow_that_cannot_be_recorded_is_refused_and_nothing_is_dialed() {
     let server = http_server("127.0.0.2").await;
     let port = server.addr.port();
     let proxy = start(port, fixture(), vec![]).await;
-    proxy.fail_records.store(true, Ordering::SeqCst);
-    for connect in [false, true] {
-        let mut args = vec!["-x", proxy.url().leak(), "-U", user().leak()];
-        if connect {
-            args.push("-p");
+    // The policy decisions of x.unrecorded.test cannot be written; then no egress record can.
+    for (host, fail_egress_record) in [("x.unrecorded.test", false), ("svc.test", true)] {
+        proxy
+            .fail_records
+            .store(fail_egress_record, Ordering::SeqCst);
+        for connect in [false, true] {
+            let mut args = vec!["-x", proxy.url().leak(), "-U", user().leak()];
+            if connect {
+                args.push("-p");
+            }
+            let url = format!("http://{host}:{port}/");
+            args.push(&url);
+            let out = curl(&args).await;
+            let got = if connect { out.connect_code } else { out.code };
+            assert_eq!(got, 503, "{out:?}");
+            assert_eq!(
+                out.header("x-portcullis-error").as_deref(),
+                Some("store_unavailable")
+            );
         }
-        let url = format!("http://svc.test:{port}/");
-        args.push(&url);
-        let out = curl(&args).await;
-        let got = if connect { out.connect_code } else { out.code };
-        assert_eq!(got, 503, "{out:?}");
-        assert_eq!(
-            out.header("x-portcullis-error").as_deref(),
-            Some("store_unavailable")
-        );
     }
     assert_eq!(server.accepted.load(Ordering::SeqCst), 0);
 }

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use portcullis_core::ErrorCode;
 use portcullis_egress::{
     Caller, CloseRecord, Credential, DecisionRecord, EgressEvents, EgressGate, GateRequest,
-    LiveConnections, LookupError, PolicyHandle, ProxyAuth, ProxyDeps, ProxyLimits, RecordError,
-    Resolver, StaticLeases, run_proxy,
+    LiveConnections, LookupError, PendingRecords, PolicyHandle, ProxyAuth, ProxyDeps, ProxyLimits,
+    RecordError, Resolver, StaticLeases, run_proxy,
 };
 use portcullis_netpolicy::{EgressConfig, EgressPolicy, Lease};
 use portcullis_test_support::ManualClock;
@@ -38,6 +38,8 @@ pub struct DenyKeys {
 
 /// The keys every test caller's gate denies.
 pub const POLICY_DENIED_DOMAIN: &str = "net:domain:policy-denied.test";
+/// The key whose allow every test caller's gate cannot record (a store failing at commit).
+pub const UNRECORDED_DOMAIN: &str = "net:domain:unrecorded.test";
 
 pub fn test_gate() -> Arc<DenyKeys> {
     Arc::new(DenyKeys {
@@ -55,6 +57,19 @@ impl EgressGate for DenyKeys {
             Err(ErrorCode::PolicyDenied)
         } else {
             Ok(())
+        }
+    }
+
+    async fn decide_deferred(
+        &self,
+        request: GateRequest<'_>,
+    ) -> (Result<(), ErrorCode>, PendingRecords) {
+        let unrecorded = request.keys.keys.iter().any(|key| key == UNRECORDED_DOMAIN);
+        let decided = self.decide(request).await;
+        if unrecorded {
+            (decided, PendingRecords::new(async { Err(RecordError) }))
+        } else {
+            (decided, PendingRecords::none())
         }
     }
 }

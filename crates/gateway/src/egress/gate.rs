@@ -12,7 +12,7 @@ use portcullis_core::request::RequestContext;
 use portcullis_core::{
     CorrelationId, Decision, ErrorCode, Event, GateKey, GatePattern, Request, Subject,
 };
-use portcullis_egress::{EgressGate, GateRequest};
+use portcullis_egress::{EgressGate, GateRequest, PendingRecords, RecordError};
 use portcullis_netpolicy::GateKeys;
 use portcullis_policy::explain::{layer, reason};
 use portcullis_policy::{Explanation, PolicyEngine, PolicyState, Verdict};
@@ -40,6 +40,47 @@ impl EgressGate for AgentGate {
         pipeline::gate_all(&self.state, &self.identified, gates, &correlation)
             .await
             .map_err(|err| err.code)
+    }
+
+    /// [`pipeline::gate_all`] in two steps: decide now, record when the proxy commits, together
+    /// with its egress decision record (one group commit on the admitted connection's path).
+    async fn decide_deferred(
+        &self,
+        request: GateRequest<'_>,
+    ) -> (Result<(), ErrorCode>, PendingRecords) {
+        let correlation = CorrelationId::from_header_or_generate(request.correlation_id);
+        let Some(gates) = gates_of(&request) else {
+            return (Err(ErrorCode::PolicyError), PendingRecords::none());
+        };
+        let mut decided = Vec::new();
+        let mut denied = None;
+        for (action, resource, context) in gates {
+            let decision = pipeline::decide(
+                &self.state,
+                &self.identified,
+                action,
+                resource,
+                context,
+                &correlation,
+            );
+            denied = decision.refusal().map(|err| err.code);
+            decided.push(decision);
+            if denied.is_some() {
+                break;
+            }
+        }
+        let state = self.state.clone();
+        let pending = PendingRecords::new(async move {
+            let recorded =
+                futures::future::join_all(decided.into_iter().map(|d| d.record(&state))).await;
+            // INVARIANT (durable-allow): an allow whose record is not durable fails the commit
+            // (`Decided::record` answers `store_unavailable`); a deny answers its own refusal.
+            let lost = recorded
+                .iter()
+                .any(|r| matches!(r, Err(err) if err.code == ErrorCode::StoreUnavailable));
+            if lost { Err(RecordError) } else { Ok(()) }
+        });
+        (denied.map_or(Ok(()), Err), pending)
     }
 }
 
