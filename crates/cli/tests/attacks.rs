@@ -46,7 +46,7 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
 /// 17.3: 300 connections that never send a byte and 100 that stall inside their request head,
 /// all from the probe's own address, against caps of 32 per address and 64 in all: `/healthz`
 /// still answers, because a new connection closes the stalest waiting one. The header-read and
-/// idle timeouts close stalled and idle connections on their own.
+/// idle timeouts close stalled and idle connections on their own, never a quiet event stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_loris_and_half_open_flood_leave_healthz_answering() {
     let gateway = Gateway::start(
@@ -90,6 +90,14 @@ async fn slow_loris_and_half_open_flood_leave_healthz_answering() {
     assert!(series(&metrics, "portcullis_http_connections_open") <= 64.0);
     drop(held);
 
+    // A quiet event stream is busy, not idle: it outlives the idle timeout below.
+    let mut events = client
+        .get(gateway.url("/admin/events"))
+        .bearer_auth(&gateway.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
     // A sender that stalls inside its request head is closed (header-read timeout)...
     let mut slow = TcpStream::connect(addr).await.unwrap();
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHo")
@@ -103,6 +111,9 @@ async fn slow_loris_and_half_open_flood_leave_healthz_answering() {
         .unwrap();
     let answer = String::from_utf8(read_until_closed(&mut idle).await).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    support::create_agent(&gateway, "after-idle", &[]).await;
+    let created = next_event(&mut events, &mut String::new(), "agent.created").await;
+    assert_eq!(created["data"]["agent"], "after-idle");
     let metrics = client
         .get(gateway.url("/metrics"))
         .send()

@@ -1,11 +1,12 @@
 //! The HTTP listener: a listen backlog, connection caps per listener and per peer address,
 //! header-read and idle timeouts, accept-error backoff and graceful stop.
 //!
-//! A connection is *busy* while a request of it is being handled; otherwise it is waiting. A
-//! waiting connection is closed when a request head does not arrive complete within
-//! `header_read_timeout` of its first byte (or of the accept), and when nothing moves on it for
-//! `idle_timeout` (a kept-alive connection between requests, a client that stopped reading its
-//! response). At a cap, the waiting connection with the oldest activity is closed to make room
+//! A connection is *busy* from a request's head until its response body is written out (a
+//! stream included); otherwise it is waiting. A waiting connection is closed when a request head
+//! does not arrive complete within `header_read_timeout` of its first byte (or of the accept),
+//! and when nothing moves on it for `idle_timeout` (a kept-alive connection between requests). A
+//! busy connection whose writes have been blocked for `idle_timeout` (a client that stopped
+//! reading its response) is closed too; a quiet stream is not. At a cap, the waiting connection with the oldest activity is closed to make room
 //! (of the same peer at the per-peer cap); only when every connection is busy is the new one
 //! refused. So a flood of half-open connections and slow senders, even from the address a probe
 //! uses, never keeps `/healthz` from answering.
@@ -201,8 +202,8 @@ struct ConnState {
     activity: Mutex<Activity>,
     /// Signalled when the connection is evicted to make room.
     evict: Notify,
-    /// Signalled when the connection stops being busy.
-    idle: Notify,
+    /// Signalled when the deadline may have appeared: no longer busy, or a write blocked.
+    changed: Notify,
 }
 
 struct Activity {
@@ -212,6 +213,8 @@ struct Activity {
     last: Instant,
     /// When the head being awaited started arriving (the accept, for a new connection).
     head_since: Option<Instant>,
+    /// Since when a write has been waiting for the client to read.
+    write_blocked_since: Option<Instant>,
 }
 
 impl Table {
@@ -252,9 +255,10 @@ impl Table {
                 busy: 0,
                 last: now,
                 head_since: Some(now),
+                write_blocked_since: None,
             }),
             evict: Notify::new(),
-            idle: Notify::new(),
+            changed: Notify::new(),
         });
         inner.by_ip.entry(ip).or_default().push(Arc::clone(&conn));
         inner.total += 1;
@@ -354,11 +358,13 @@ impl ConnState {
         self.activity.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// When a waiting connection is to be closed, and why; `None` while busy.
+    /// When the connection is to be closed, and why; `None` while busy with its writes flowing.
     fn deadline(&self, limits: &ListenerLimits) -> Option<(Instant, CloseReason)> {
         let activity = self.lock();
         if activity.busy > 0 {
-            return None;
+            return activity
+                .write_blocked_since
+                .map(|since| (since + limits.idle_timeout, CloseReason::IdleTimeout));
         }
         let idle = (
             activity.last + limits.idle_timeout,
@@ -386,7 +392,18 @@ impl ConnState {
     }
 
     fn wrote(&self) {
-        self.lock().last = Instant::now();
+        let mut activity = self.lock();
+        activity.last = Instant::now();
+        activity.write_blocked_since = None;
+    }
+
+    fn write_blocked(&self) {
+        let mut activity = self.lock();
+        if activity.write_blocked_since.is_none() {
+            activity.write_blocked_since = Some(Instant::now());
+            drop(activity);
+            self.changed.notify_one();
+        }
     }
 
     fn begin_request(&self) {
@@ -401,7 +418,7 @@ impl ConnState {
         activity.last = Instant::now();
         if activity.busy == 0 {
             drop(activity);
-            self.idle.notify_one();
+            self.changed.notify_one();
         }
     }
 }
@@ -421,7 +438,7 @@ async fn watchdog(conn: &ConnState, limits: &ListenerLimits) -> CloseReason {
             }
             None => tokio::select! {
                 () = conn.evict.notified() => return CloseReason::Evicted,
-                () = conn.idle.notified() => {}
+                () = conn.changed.notified() => {}
             },
         }
     }
@@ -483,8 +500,35 @@ struct ConnService {
     conn: Arc<ConnState>,
 }
 
-/// Ends a request's busy time when dropped (also when the connection is cut mid-request).
+/// Ends a request's busy time when dropped: with its response body, once written out (also when
+/// the connection is cut mid-request).
 struct BusyGuard(Arc<ConnState>);
+
+/// A response body that keeps its request busy until hyper is done with it.
+struct TrackedBody {
+    inner: axum::body::Body,
+    _busy: BusyGuard,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = hyper::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
@@ -493,7 +537,7 @@ impl Drop for BusyGuard {
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
-    type Response = axum::response::Response;
+    type Response = hyper::Response<TrackedBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
@@ -504,9 +548,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnService {
         let mut router = self.router.clone();
         Box::pin(async move {
             // A `Router` is always ready; `call` needs no `poll_ready` first.
-            let response = tower::Service::call(&mut router, req).await;
-            drop(busy);
-            response
+            let Ok(response) = tower::Service::call(&mut router, req).await;
+            Ok(response.map(|inner| TrackedBody { inner, _busy: busy }))
         })
     }
 }
@@ -539,8 +582,10 @@ impl AsyncWrite for WatchedStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
-            self.conn.wrote();
+        match &polled {
+            Poll::Ready(Ok(written)) if *written > 0 => self.conn.wrote(),
+            Poll::Pending => self.conn.write_blocked(),
+            _ => {}
         }
         polled
     }
@@ -551,8 +596,10 @@ impl AsyncWrite for WatchedStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
-            self.conn.wrote();
+        match &polled {
+            Poll::Ready(Ok(written)) if *written > 0 => self.conn.wrote(),
+            Poll::Pending => self.conn.write_blocked(),
+            _ => {}
         }
         polled
     }
@@ -631,6 +678,27 @@ mod tests {
             CloseReason::HeaderTimeout
         );
         assert_eq!(head_from.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_connection_closes_only_when_its_writes_stay_blocked() {
+        let table = Table::new(limits(8, 8), Metrics::new());
+        let conn = table.admit([127, 0, 0, 1].into()).unwrap();
+        conn.begin_request();
+        assert_eq!(
+            conn.deadline(&table.limits),
+            None,
+            "a quiet stream stays open"
+        );
+        conn.write_blocked();
+        let blocked_from = Instant::now();
+        assert_eq!(
+            watchdog(&conn, &table.limits).await,
+            CloseReason::IdleTimeout
+        );
+        assert_eq!(blocked_from.elapsed(), Duration::from_secs(60));
+        conn.wrote();
+        assert_eq!(conn.deadline(&table.limits), None);
     }
 
     #[test]
