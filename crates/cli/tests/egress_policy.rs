@@ -140,6 +140,12 @@ subject = {{ roles = [], tags = [], agents = ["fetcher"], nodes = [] }}
 valid_from = "2020-01-01T00:00:00Z"
 valid_to = "2099-01-01T00:00:00Z"
 
+# Declared only for the offline preview's `--agent` (its token is never used).
+[[agents]]
+id = "declared"
+token_sha256 = "{hash}"
+allow = ["net:*"]
+
 [egress]
 posture = "allowlist"
 allow = {allow:?}
@@ -152,6 +158,7 @@ allow = ["webonly.test"]
 "127.0.0.3/32" = "web"
 "#,
         cedar = cedar.to_str().unwrap(),
+        hash = "ab".repeat(32),
     );
     let gateway = Gateway::start_with(
         &config,
@@ -235,23 +242,32 @@ allow = ["webonly.test"]
     // svc.test's host and domain but not its port (the Cedar permit leaves `net:port` out).
     let config_path = dir.path().join("portcullis.toml");
     std::fs::write(&config_path, &config).unwrap();
-    let cli = |target: &str| -> serde_json::Value {
-        let output = portcullis()
+    let cli_as = |agent: Option<&str>, target: &str| -> serde_json::Value {
+        let mut command = portcullis();
+        command
             .args(["egress", "preview", "--config"])
             .arg(&config_path)
             .arg("--dns-fixture")
-            .arg(&fixture)
-            .arg(target)
-            .output()
-            .unwrap();
+            .arg(&fixture);
+        if let Some(agent) = agent {
+            command.args(["--agent", agent]);
+        }
+        let output = command.arg(target).output().unwrap();
         serde_json::from_slice(&output.stdout).unwrap()
     };
+    let cli = |target: &str| cli_as(None, target);
     let denied = cli(&format!("http://denied.test:{port}/"));
     assert_eq!(denied["reason"], "egress_policy_denied", "{denied}");
     assert_eq!(denied["rule"], "net:host:denied.test");
     let port_key = cli(&format!("http://svc.test:{port}/"));
     assert_eq!(port_key["reason"], "egress_policy_denied", "{port_key}");
     assert_eq!(port_key["lookups"], 0);
+    // For an agent declared in the configuration, its allowlist applies, and denies still win.
+    let declared = cli_as(Some("declared"), &format!("http://svc.test:{port}/"));
+    assert_eq!(declared["allow"], true, "{declared}");
+    assert_eq!(declared["dialed"], format!("127.0.0.2:{port}"));
+    let declared = cli_as(Some("declared"), &format!("http://denied.test:{port}/"));
+    assert_eq!(declared["reason"], "egress_policy_denied", "{declared}");
 
     // The kill switch reaches the DNS guard.
     let on = gateway.cli().args(["killswitch", "on"]).output().unwrap();
