@@ -79,9 +79,12 @@ async fn proxy_caps_connections_and_closes_silent_clients() {
         "{refused}"
     );
 
-    // A client that never sends a request head is closed after the header-read timeout.
+    // A client that never sends a request head is closed after the header-read timeout, and so
+    // is a kept-alive connection idle since its last answer.
     let nothing = until_closed(&mut silent).await;
     assert_eq!(nothing, "");
+    let rest = until_closed(&mut second).await;
+    assert!(rest.contains("egress_proxy_auth_required"), "{rest}");
 
     // The limits cannot change at run time through the settings API.
     let client = reqwest::Client::new();
