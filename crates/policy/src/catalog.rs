@@ -118,14 +118,6 @@ pub const CATALOG: &[CatalogEntry] = &[
         "Stream",
         "The LLM front, at gate in of every chat and embeddings request, beside `llm:model:<model>`; `/v1/models` lists only models both allow.",
     ),
-    fixed(
-        "tools:call",
-        "Any tool call",
-        "Calling any tool; checked beside the per-tool key.",
-        "tools:call",
-        "Tool",
-        "The MCP front, at gate in of every `tools/call`, beside `tools:call:<tool>`.",
-    ),
     family(
         "io:ingress:<kind>.<id>",
         "io:ingress:",
@@ -314,7 +306,8 @@ mod tests {
     fn patterns_against_catalog() {
         check("*", true);
         check("tools:*", true);
-        check("tools:call", true);
+        // No key is `tools:call` itself: a call is always to one tool.
+        check("tools:call", false);
         check("tools:call:github.create_issue", true);
         check("tools:call:github.*", true);
         check("t*", true);

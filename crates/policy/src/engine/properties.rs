@@ -28,7 +28,7 @@ fn request(agent: &str, key: &str) -> Request {
 const VOCABULARY: &[&str] = &[
     "*",
     "tools:*",
-    "tools:call",
+    "tools:call*",
     "tools:call:*",
     "tools:call:a.b",
     "tools:call:a.*",
@@ -40,7 +40,6 @@ const VOCABULARY: &[&str] = &[
     "io:*",
 ];
 const KEYS: &[&str] = &[
-    "tools:call",
     "tools:call:a.b",
     "tools:call:a.c",
     "llm:model:m",
