@@ -6,6 +6,8 @@
 
 mod cutoff;
 mod gate;
+#[cfg(test)]
+mod tests;
 
 pub use gate::{
     ANONYMOUS, AgentGate, AnonymousGate, PreviewGate, PreviewGated, anonymous_subject,
