@@ -438,8 +438,9 @@ impl McpHandler {
                     continue;
                 };
                 let exposed = self.prompt_name(&upstream, &name);
-                let visible = prompt_key(&upstream, &name)
-                    .is_some_and(|key| self.may(&caller.identified, key, &exposed));
+                let visible = prompt_key(&upstream, &name).is_some_and(|key| {
+                    self.may(&caller.identified, key, &format!("{upstream}.{name}"))
+                });
                 if !visible {
                     continue;
                 }
@@ -597,12 +598,15 @@ impl McpHandler {
             serde_json::Value::Object(Default::default()),
             serde_json::Value::Object,
         );
+        // The resource is `<upstream>.<prompt>` with the upstream's own name, whatever the
+        // prefix mode, as a tool call's is.
+        let resource = format!("{}.{name}", upstream.name());
         params.name = name;
         let action = Action {
             kind: Kind::PromptGet,
             gates_in: vec![ingress, key],
             gates_out: vec![egress],
-            resource: exposed.clone(),
+            resource,
             context: RequestContext {
                 arguments,
                 risk: RiskTier::default(),
