@@ -278,7 +278,11 @@ async fn limit_failed_auth(State(state): State<AppState>, req: Request, next: Ne
         }
     }
     let response = next.run(req).await;
-    if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+    // A refused credential answers 401 with `WWW-Authenticate` (`ErrorCode::Unauthorized`); a
+    // provider's own 401 passed through by the LLM front does not carry it and is not counted.
+    if response.status() == axum::http::StatusCode::UNAUTHORIZED
+        && response.headers().contains_key(header::WWW_AUTHENTICATE)
+    {
         failures.failed(peer);
         state.metrics.increment(
             "portcullis_auth_failures_total",
