@@ -1,10 +1,13 @@
-//! Scan + redact throughput on 4 KiB messages, beside a bare email regex over the same text.
+//! Scan + redact throughput on 4 KiB messages, beside a bare email regex over the same text, and
+//! whole chat bodies through `apply_value` (typical, and one holding 2,000 distinct addresses).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use portcullis_sanitize::{PiiConfig, Sanitizer, Scope, Strategy, StrategyTable, Vault, restore};
+use portcullis_sanitize::{
+    PiiConfig, ProtocolPaths, Sanitizer, Scope, Strategy, StrategyTable, Vault, restore,
+};
 
 const PROSE: &str = "The deployment finished without errors, but the dashboard still shows stale \
 numbers. Could you check whether the nightly job picked up the new configuration? request_id=\
@@ -72,6 +75,32 @@ fn bench(c: &mut Criterion) {
                     .apply(black_box(&text), &scope, &mut vault)
                     .unwrap();
                 black_box(restore(&vault, &out.text))
+            });
+        });
+        group.finish();
+    }
+    let paths =
+        ProtocolPaths::new(["model", "messages/*/role", "messages/*/content/*/type"]).unwrap();
+    let typical: Vec<serde_json::Value> = (0..16)
+        .map(|idx| serde_json::json!({"role": if idx % 2 == 0 { "user" } else { "assistant" }, "content": message(8)}))
+        .collect();
+    let typical = serde_json::json!({"model": "m", "messages": typical, "metadata": {"id": "kim.lee@example.net"}});
+    let many: String = (0..2000)
+        .map(|idx| format!("mail u{idx}@example.net, "))
+        .collect();
+    let many = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": many}]});
+    for (name, body) in [("chat_16x4k", typical), ("chat_2000_addresses", many)] {
+        let mut group = c.benchmark_group(format!("json_{name}"));
+        group.throughput(Throughput::Bytes(body.to_string().len() as u64));
+        group.bench_function("apply_value_synthetic", |b| {
+            b.iter(|| {
+                let mut value = body.clone();
+                let mut vault = Vault::new();
+                black_box(
+                    synthetic
+                        .apply_value(&mut value, &paths, &scope, &mut vault)
+                        .unwrap(),
+                )
             });
         });
         group.finish();

@@ -37,7 +37,7 @@ pub(crate) fn apply_spans(
     let mut pending = Pending::default();
     let around = Around { text, context };
     let mut out = replace_all(sanitizer, around, spans, scope, vault, &mut pending, false);
-    if leaks(text, spans, &out, strategies) || !restores_exactly(text, &out, &pending) {
+    if leaks(text, spans, &out, strategies) || !restores_exactly(&out, &pending) {
         // A synthetic value happened to contain a detected one: fall back to labels.
         pending = Pending::default();
         out = replace_all(sanitizer, around, spans, scope, vault, &mut pending, true);
@@ -67,24 +67,39 @@ struct Pending {
     entries: Vec<(EntityType, String, String)>,
     by_original: HashMap<(EntityType, String), usize>,
     taken: HashMap<String, usize>,
-    /// `(synthetic, original)` of vault values this call placed again.
-    reused: Vec<(String, String)>,
+    /// Where each stand-in was placed in the output: `(offset, stand-in)`.
+    placed: Vec<(usize, String)>,
 }
 
-/// Whether restoring `out` with the stand-ins this call placed gives `text` back exactly (a
-/// stand-in next to other text could otherwise be read as another one).
-fn restores_exactly(text: &str, out: &str, pending: &Pending) -> bool {
-    if pending.entries.is_empty() && pending.reused.is_empty() {
-        return true;
+/// Whether restoring `out` gives `text` back exactly: every occurrence of a stand-in this call
+/// placed (overlapping ones too) is one of its placements, so a leftmost-longest restorer over
+/// them finds exactly those (a stand-in next to other text could otherwise be read as another).
+fn restores_exactly(out: &str, pending: &Pending) -> bool {
+    let mut stand_ins: Vec<&str> = pending.placed.iter().map(|(_, s)| s.as_str()).collect();
+    stand_ins.sort_unstable();
+    stand_ins.dedup();
+    for stand_in in stand_ins {
+        let finder = memchr::memmem::Finder::new(stand_in);
+        let mut from = 0;
+        while let Some(found) = out
+            .get(from..)
+            .and_then(|rest| finder.find(rest.as_bytes()))
+        {
+            let offset = from + found;
+            let placed = pending
+                .placed
+                .iter()
+                .any(|(at, s)| *at == offset && s == stand_in);
+            if !placed {
+                return false;
+            }
+            from = offset + 1;
+            while from < out.len() && !out.is_char_boundary(from) {
+                from += 1;
+            }
+        }
     }
-    let mut used = Vault::with_limit(usize::MAX);
-    for (synthetic, original) in &pending.reused {
-        used.insert_pair(synthetic.clone(), original.clone());
-    }
-    for (entity, original, synthetic) in &pending.entries {
-        used.insert(*entity, original.clone(), synthetic.clone());
-    }
-    crate::restore::restore(&used, out) == text
+    true
 }
 
 /// The text being replaced and the larger text it is part of (may be empty).
@@ -138,6 +153,9 @@ fn replace_all(
                     vault,
                     pending,
                 );
+                if value != redact_label(span.entity) {
+                    pending.placed.push((out.len(), value.clone()));
+                }
                 out.push_str(&value);
             }
         }
@@ -163,9 +181,6 @@ fn synthetic_value(
     pending: &mut Pending,
 ) -> String {
     if let Some(existing) = vault.synthetic_for(entity, original) {
-        pending
-            .reused
-            .push((existing.to_owned(), original.to_owned()));
         return existing.to_owned();
     }
     let key = (entity, original.to_owned());

@@ -99,11 +99,6 @@ impl Vault {
             .map(String::as_str)
     }
 
-    /// Records a pair for restoring only (no lookup by original).
-    pub(crate) fn insert_pair(&mut self, synthetic: String, original: String) {
-        self.by_synthetic.insert(synthetic, original);
-    }
-
     pub(crate) fn insert(&mut self, entity: EntityType, original: String, synthetic: String) {
         self.by_synthetic
             .insert(synthetic.clone(), original.clone());
