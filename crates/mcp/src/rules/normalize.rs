@@ -13,14 +13,17 @@ pub fn normalize(text: &str) -> Cow<'_, str> {
     if is_plain(text) {
         return Cow::Borrowed(text);
     }
+    // Invisible characters go before NFKC too, so that one between a letter and its combining
+    // mark cannot keep them from composing (`e\u{200b}\u{301}` is `é`, as `e\u{301}` is).
+    let visible: String = text.chars().filter(|ch| !is_invisible(*ch)).collect();
     let mut res = String::with_capacity(text.len());
     let mut in_whitespace = false;
-    for ch in text.nfkc() {
+    for ch in visible.nfkc() {
         if ch.is_whitespace() {
             in_whitespace = true;
             continue;
         }
-        if ch.is_control() || is_default_ignorable(ch) {
+        if is_invisible(ch) {
             // Dropped without ending a whitespace run: `a \u{200b} b` is `a b`.
             continue;
         }
@@ -34,6 +37,11 @@ pub fn normalize(text: &str) -> Cow<'_, str> {
         res.push(' ');
     }
     Cow::Owned(res)
+}
+
+/// A control or default-ignorable character that is not whitespace.
+fn is_invisible(ch: char) -> bool {
+    !ch.is_whitespace() && (ch.is_control() || is_default_ignorable(ch))
 }
 
 /// Printable ASCII without two whitespace characters in a row: already normal.
@@ -96,7 +104,55 @@ mod tests {
         check("r\u{202e}m -rf /", "rm -rf /");
         check("rm\u{e0041} -rf /", "rm -rf /");
         check("trailing  ", "trailing ");
+        check("e\u{200b}\u{301}", "\u{e9}");
+        check("\u{fb01}le", "file");
         check("", "");
         assert!(matches!(normalize("plain text"), Cow::Borrowed(_)));
     }
+
+    proptest::proptest! {
+        /// Normalizing twice changes nothing: a rule sees one spelling per text.
+        #[test]
+        fn normalizing_is_idempotent(text in proptest::collection::vec(proptest::sample::select(TRICKY.to_vec()), 0..24)) {
+            let text: String = text.into_iter().collect();
+            let once = normalize(&text).into_owned();
+            proptest::prop_assert_eq!(normalize(&once), once.as_str());
+        }
+    }
+
+    /// Letters, marks, spaces and invisible characters that interact under NFKC.
+    const TRICKY: &[char] = &[
+        'e',
+        'r',
+        'm',
+        '-',
+        ' ',
+        '\t',
+        '\n',
+        '\u{0}',
+        '\u{7f}',
+        '\u{a0}',
+        '\u{ad}',
+        '\u{301}',
+        '\u{308}',
+        '\u{34f}',
+        '\u{1100}',
+        '\u{1161}',
+        '\u{11a8}',
+        '\u{115f}',
+        '\u{200b}',
+        '\u{200d}',
+        '\u{202e}',
+        '\u{2060}',
+        '\u{3000}',
+        '\u{fb01}',
+        '\u{fe0f}',
+        '\u{feff}',
+        '\u{ff52}',
+        '\u{e0041}',
+        '\u{2126}',
+        '\u{212b}',
+        '\u{1e9b}',
+        '\u{323}',
+    ];
 }

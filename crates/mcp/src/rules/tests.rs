@@ -502,3 +502,29 @@ fn bad_rules_are_refused() {
         .is_err()
     );
 }
+
+proptest::proptest! {
+    /// Whatever an agent writes, a path the rule lets through is forwarded absolute, within a
+    /// root, and checking it again changes nothing (the rules' second pass relies on this).
+    #[test]
+    fn forwarded_paths_are_fixed_points_within_a_root(
+        parts in proptest::collection::vec(
+            proptest::sample::select(vec!["a", "b", ".", "..", "", "/", "srv", "data", "etc", "~"]),
+            0..8,
+        ),
+    ) {
+        let text = parts.join("/");
+        let roots = [
+            path::Root::compile(Path::new("/srv/data"), false).unwrap(),
+            path::Root::compile(Path::new("/tmp/x"), false).unwrap(),
+        ];
+        if let Ok(forwarded) = path::check_path(&text, &roots) {
+            let within = ["/srv/data", "/tmp/x"]
+                .iter()
+                .any(|root| Path::new(&forwarded).starts_with(root));
+            proptest::prop_assert!(within, "{text:?} -> {forwarded:?}");
+            proptest::prop_assert!(!forwarded.split('/').any(|part| part == ".." || part == "."));
+            proptest::prop_assert_eq!(path::check_path(&forwarded, &roots), Ok(forwarded.clone()));
+        }
+    }
+}
