@@ -348,6 +348,15 @@ pub async fn serve(
         max_connections_per_ip: usize::try_from(config.server.max_connections_per_ip)
             .unwrap_or(usize::MAX),
     };
+    if limits.max_connections < usize::try_from(config.server.max_connections).unwrap_or(usize::MAX)
+    {
+        tracing::warn!(
+            configured = config.server.max_connections,
+            serving = limits.max_connections,
+            open_files = fd_limit.now,
+            "server.max_connections lowered to fit the open-file limit; raise the hard limit"
+        );
+    }
     let server = listener::run(
         listener,
         app(state.clone()),
