@@ -10,17 +10,17 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 
-use portcullis_netpolicy::host::Host;
-use portcullis_netpolicy::rules::{RuleSet, parse_rule, registrable};
-use portcullis_netpolicy::{TargetRequest, parse_target};
+use portcullis_netpolicy::rules::{RuleSet, parse_rule};
 use serde_json::{Map, Value};
 
 mod normalize;
 mod path;
+mod url;
 
 pub use normalize::normalize;
 
 use path::{Root, check_path, file_uri_path, percent_decode};
+use url::check_url;
 
 /// Most string values one deny rule inspects in one call (bounded work on deep arguments).
 pub const MAX_SCANNED_VALUES: usize = 10_000;
@@ -592,33 +592,6 @@ fn any_string_matches(value: &Value, regex: &regex::Regex, budget: &mut usize) -
         }
     }
     Some(false)
-}
-
-/// A plain `http(s)` URL whose host is on the allowlist; an entry without a port admits only
-/// 80 and 443, as egress rules do.
-fn check_url(text: &str, hosts: &RuleSet) -> Result<(), &'static str> {
-    let target =
-        parse_target(TargetRequest::url(text)).map_err(|_| "the URL is not a plain http(s) URL")?;
-    let reg = match &target.host {
-        Host::Name(name) => registrable(name, &[]),
-        Host::Ip(_) => None,
-    };
-    let mut on_list = false;
-    for entry in hosts.matching(&target.host, reg) {
-        on_list = true;
-        let port_allowed = match entry.port {
-            Some(port) => port == target.port,
-            None => matches!(target.port, 80 | 443),
-        };
-        if port_allowed {
-            return Ok(());
-        }
-    }
-    if on_list {
-        Err("the URL's port is not allowed for its host (80 and 443 only without a port)")
-    } else {
-        Err("the URL's host is not on the rule's allowlist")
-    }
 }
 
 #[cfg(test)]
