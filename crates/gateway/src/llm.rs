@@ -441,8 +441,11 @@ async fn admit(
         .map_err(|_| LlmError::new(ErrorCode::BadRequest))?;
     let egress_key =
         GateKey::parse("io:egress:chat").map_err(|_| LlmError::new(ErrorCode::Internal))?;
-    let gates =
-        [model_key, egress_key].map(|action| (action, model.clone(), RequestContext::default()));
+    let context = RequestContext {
+        arguments: policy_arguments(&value),
+        ..RequestContext::default()
+    };
+    let gates = [model_key, egress_key].map(|action| (action, model.clone(), context.clone()));
     pipeline::gate_all(state, &identified, gates, &correlation).await?;
     let call = Call {
         state: state.clone(),
@@ -456,6 +459,23 @@ async fn admit(
         },
     };
     Ok((call, value))
+}
+
+/// What Cedar sees of an OpenAI request as `context.arguments`: its top-level fields (`model`,
+/// `temperature`, `max_tokens`, `user`, `metadata`, ...) except the content ones (`messages`,
+/// `input`, `tools`, `functions`), which the sanitizer, not the policy, looks into.
+fn policy_arguments(request: &Value) -> Value {
+    const CONTENT: [&str; 5] = ["messages", "input", "prompt", "tools", "functions"];
+    match request {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .filter(|(key, _)| !CONTENT.contains(&key.as_str()))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        ),
+        _ => Value::Object(serde_json::Map::new()),
+    }
 }
 
 /// Redacts the secrets Portcullis holds (configured values, its tokens) everywhere in `body`,
