@@ -337,15 +337,15 @@ fn template_matches(template: &str, uri: &str) -> bool {
     // Split into literals and expressions; a malformed template matches nothing.
     let mut parts: Vec<(bool, &str)> = Vec::new(); // (is_expression, text)
     let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else {
+    while let Some((literal, after)) = rest.split_once('{') {
+        let Some((expression, tail)) = after.split_once('}') else {
             return false;
         };
-        if open > 0 {
-            parts.push((false, &rest[..open]));
+        if !literal.is_empty() {
+            parts.push((false, literal));
         }
-        parts.push((true, &rest[open + 1..open + close]));
-        rest = &rest[open + close + 1..];
+        parts.push((true, expression));
+        rest = tail;
     }
     if !rest.is_empty() {
         parts.push((false, rest));
@@ -373,10 +373,13 @@ fn matches_from(parts: &[(bool, &str)], uri: &str, budget: &mut usize) -> bool {
         Some(((true, expression), rest)) => {
             let spans_slash = expression.starts_with('+') || expression.starts_with('#');
             // Try every non-empty span the expression could take.
-            (1..=uri.len())
-                .filter(|&end| uri.is_char_boundary(end))
-                .take_while(|&end| spans_slash || !uri[..end].contains('/'))
-                .any(|end| matches_from(rest, &uri[end..], budget))
+            uri.char_indices()
+                .skip(1)
+                .map(|(end, _)| end)
+                .chain([uri.len()])
+                .filter_map(|end| Some((uri.get(..end)?, uri.get(end..)?)))
+                .take_while(|(value, _)| spans_slash || !value.contains('/'))
+                .any(|(_, tail)| matches_from(rest, tail, budget))
         }
     }
 }
