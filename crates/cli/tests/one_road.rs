@@ -137,7 +137,8 @@ async fn every_mcp_stage_refuses_before_the_upstream_sees_the_action() {
     )
     .await;
     wait_for_tools(&gateway).await;
-    let full = create_agent(&gateway, "full", &["tools:*", "io:*"]).await;
+    let full_token = create_agent(&gateway, "full", &["tools:*", "io:*"]).await;
+    let full = full_token.clone();
     let echo_only = create_agent(&gateway, "echo-only", &["tools:call:fx.echo", "io:*"]).await;
     let full = client(&gateway, &full).await;
     let echo_only = client(&gateway, &echo_only).await;
@@ -197,6 +198,18 @@ async fn every_mcp_stage_refuses_before_the_upstream_sees_the_action() {
         .await
         .unwrap();
     assert_eq!(outcome(&secret), "ok");
+    // Portcullis's own tokens are secrets too: an agent or admin token never reaches a tool.
+    for token in [&full_token, &gateway.admin_token] {
+        let pasted = full
+            .peer()
+            .call_tool(call(
+                "fx.echo",
+                json!({"message": format!("token {token}")}),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(outcome(&pasted), "ok");
+    }
 
     let record = recorded(dir.path());
     assert!(record.contains("fine-word"), "{record}");
@@ -206,6 +219,8 @@ async fn every_mcp_stage_refuses_before_the_upstream_sees_the_action() {
         "kim.lee@example.net",
         "202-555-0173",
         SECRET,
+        full_token.as_str(),
+        gateway.admin_token.as_str(),
     ] {
         assert!(
             !record.contains(unseen),

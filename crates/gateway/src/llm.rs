@@ -28,7 +28,6 @@ use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, GateKey, MicroU
 use portcullis_llm::{ChatRequest, EmbeddingsRequest, Family, TokenCounter, Usage};
 use portcullis_sanitize::redact::Redactor;
 use portcullis_sanitize::{Counts, EntityType, ProtocolPaths, Sanitizer, Scope, Vault};
-use rand_core::{OsRng, RngCore};
 use serde_json::{Value, json};
 
 pub use error::LlmError;
@@ -104,21 +103,16 @@ pub enum LlmStartError {
 impl LlmRuntime {
     /// Builds the runtime from `config`, resolving provider keys and the sanitizer key.
     pub fn start(config: &Config, secrets: &Secrets) -> Result<Self, LlmStartError> {
-        let key = match &config.pii.key_secret {
-            Some(name) => secrets
-                .require(name)
-                .map_err(LlmStartError::PiiKey)?
-                .expose()
-                .as_bytes()
-                .to_vec(),
-            None => random_key(),
-        };
+        let key = crate::secrets::pii_key(secrets, config.pii.key_secret.as_deref())
+            .map_err(LlmStartError::PiiKey)?;
         let sanitizer = Sanitizer::new(config.pii.sanitizer_config(), &key)?;
         let values: Vec<String> = secrets
             .names()
             .filter_map(|name| secrets.get(name).map(|v| v.expose().to_owned()))
             .collect();
-        let redactor = Arc::new(Redactor::new(values)?.with_token_hashes(token_hashes(config)));
+        let redactor = Arc::new(
+            Redactor::new(values)?.with_token_hashes(crate::tokens::configured_hashes(config)),
+        );
         let mut providers = Vec::new();
         for provider in &config.llm.providers {
             providers.push(Provider::build(provider, secrets)?);
@@ -247,25 +241,6 @@ impl Provider {
             None => request,
         }
     }
-}
-
-/// The SHA-256 of every token the configuration knows (the admin token, agents declared by
-/// hash), so that a pasted one is redacted both ways like a configured secret.
-fn token_hashes(config: &Config) -> Vec<[u8; 32]> {
-    let agents = config
-        .agents
-        .iter()
-        .filter_map(|agent| crate::config::parse_sha256_hex(&agent.token_sha256));
-    crate::server::configured_admin_token(config)
-        .into_iter()
-        .chain(agents)
-        .collect()
-}
-
-fn random_key() -> Vec<u8> {
-    let mut key = vec![0u8; 32];
-    OsRng.fill_bytes(&mut key);
-    key
 }
 
 /// `/v1/*`.

@@ -147,7 +147,9 @@ impl McpRuntime {
             .names()
             .filter_map(|name| secrets.get(name).map(|v| v.expose().to_owned()))
             .collect();
-        let redactor = Arc::new(Redactor::new(values)?);
+        let redactor = Arc::new(
+            Redactor::new(values)?.with_token_hashes(crate::tokens::configured_hashes(config)),
+        );
         let mut pins = BTreeMap::new();
         for (key, body) in store.list_policy_records(PolicyRecordKind::ToolPin).await? {
             let pin: Pin =

@@ -43,6 +43,19 @@ pub fn bearer(value: &str) -> Option<&str> {
     valid.then_some(token)
 }
 
+/// The SHA-256 of every token the configuration knows (the admin token, agents declared by
+/// hash), so that a pasted one is redacted both ways like a configured secret.
+pub fn configured_hashes(config: &crate::config::Config) -> Vec<[u8; 32]> {
+    let agents = config
+        .agents
+        .iter()
+        .filter_map(|agent| crate::config::parse_sha256_hex(&agent.token_sha256));
+    crate::server::configured_admin_token(config)
+        .into_iter()
+        .chain(agents)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,6 +96,8 @@ impl Front for ToolCall<'_> {
         // Agents never hand secrets to tools: Portcullis injects what a tool needs.
         let mut arguments = serde_json::Value::Object(std::mem::take(&mut self.arguments));
         self.state.secrets.redact_json(&mut arguments);
+        // Held secrets in their encodings, Portcullis's own tokens (and those known by hash).
+        self.state.mcp.redactor().redact_held_value(&mut arguments);
         self.state
             .mcp
             .redactor()
@@ -167,6 +169,7 @@ impl Front for ToolCall<'_> {
             restore_value(&self.vault, &mut value);
         }
         self.state.secrets.redact_json(&mut value);
+        self.state.mcp.redactor().redact_held_value(&mut value);
         self.state
             .mcp
             .redactor()

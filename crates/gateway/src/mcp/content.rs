@@ -165,6 +165,7 @@ impl Front for ContentFetch<'_> {
                 };
                 let mut value = serde_json::Value::Object(arguments);
                 self.handler.state.secrets.redact_json(&mut value);
+                redactor.redact_held_value(&mut value);
                 redactor.redact_value(&mut value).map_err(|_| {
                     Refusal::new(
                         Stage::SanitizeIn,
@@ -244,6 +245,7 @@ impl Front for ContentFetch<'_> {
                 restore_value(vault, &mut value);
             }
             state.secrets.redact_json(&mut value);
+            state.mcp.redactor().redact_held_value(&mut value);
             state.mcp.redactor().redact_value(&mut value).ok()?;
             if let Some(pii) = pii {
                 let applied = pii.results.apply_value(
