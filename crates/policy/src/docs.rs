@@ -304,7 +304,7 @@ The request maps onto Cedar like this:
 | `context.key`, `context.target` | the full gate key and its tail |
 | `context.time`, `.hour`, `.weekday` | Unix seconds; UTC hour 0-23; weekday 1 (Monday) - 7 |
 | `context.risk`, `.risk_level` | `low`, `medium`, `high` or `critical`, and 0-3 |
-| `context.arguments` | entity whose tags are the top-level arguments (strings; other values as JSON text) |
+| `context.arguments` | entity whose tags are the top-level arguments (strings; other values as JSON text): a tool call's or prompt's arguments, `{"uri": ...}` for a resource read, an LLM request's top-level fields except `messages`, `input`, `prompt`, `tools` and `functions` (so `model`, `temperature`, `max_tokens`, `user`, `metadata`, ...) |
 | `context.user`, `.room`, `.session` | present only when the identity-asserting agent stated them |
 
 Only the policies that can apply are evaluated: at load, policies are sliced by action and by

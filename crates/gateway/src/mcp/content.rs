@@ -20,20 +20,22 @@ use std::sync::Arc;
 
 use portcullis_core::request::{RequestContext, RiskTier};
 use portcullis_core::{Decision, ErrorCode, Event, GateKey};
-use portcullis_mcp::{PrefixMode, Upstream};
+use portcullis_mcp::Upstream;
 use rmcp::ErrorData;
 use rmcp::model::ErrorCode as RpcCode;
 use rmcp::model::{
-    GetPromptRequestParams, GetPromptResult, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ReadResourceRequestParams, ReadResourceResult,
+    GetPromptRequestParams, GetPromptResult, ReadResourceRequestParams, ReadResourceResult,
 };
 use sha2::{Digest as _, Sha256};
 
 use super::call::{restore_value, scope_of};
 use super::{Caller, McpHandler};
-use crate::identity::Identified;
 use crate::pipeline::road::{self, Action, Front, Kind, Pass, Refusal, Stage};
 use portcullis_sanitize::{ProtocolPaths, Vault};
+use template::template_matches;
+
+mod lists;
+mod template;
 
 /// The error for a missing and for an unreadable prompt alike.
 pub fn unknown_prompt() -> ErrorData {
@@ -331,191 +333,7 @@ fn content_event(
         .data(data)
 }
 
-/// Whether `uri` matches an RFC 6570 `template` of simple expressions: literal parts in order,
-/// each `{var}` one or more characters other than `/` (`{+var}` and `{#var}` may span `/`).
-/// Written here because template matching (not expansion) is all the front needs, and routing
-/// must be exact: a URI no template matches is refused.
-fn template_matches(template: &str, uri: &str) -> bool {
-    // Split into literals and expressions; a malformed template matches nothing.
-    let mut parts: Vec<(bool, &str)> = Vec::new(); // (is_expression, text)
-    let mut rest = template;
-    while let Some((literal, after)) = rest.split_once('{') {
-        let Some((expression, tail)) = after.split_once('}') else {
-            return false;
-        };
-        if !literal.is_empty() {
-            parts.push((false, literal));
-        }
-        parts.push((true, expression));
-        rest = tail;
-    }
-    if !rest.is_empty() {
-        parts.push((false, rest));
-    }
-    if !parts.iter().any(|(expr, _)| *expr) {
-        return template == uri;
-    }
-    let mut budget = MATCH_STEPS;
-    matches_from(&parts, uri, &mut budget)
-}
-
-/// Most steps one template match may take; a match that needs more fails (closed).
-const MATCH_STEPS: usize = 100_000;
-
-fn matches_from(parts: &[(bool, &str)], uri: &str, budget: &mut usize) -> bool {
-    if *budget == 0 {
-        return false;
-    }
-    *budget -= 1;
-    match parts.split_first() {
-        None => uri.is_empty(),
-        Some(((false, literal), rest)) => uri
-            .strip_prefix(literal)
-            .is_some_and(|tail| matches_from(rest, tail, budget)),
-        Some(((true, expression), rest)) => {
-            let spans_slash = expression.starts_with('+') || expression.starts_with('#');
-            // Try every non-empty span the expression could take.
-            uri.char_indices()
-                .skip(1)
-                .map(|(end, _)| end)
-                .chain([uri.len()])
-                .filter_map(|end| Some((uri.get(..end)?, uri.get(end..)?)))
-                .take_while(|(value, _)| spans_slash || !value.contains('/'))
-                .any(|(_, tail)| matches_from(rest, tail, budget))
-        }
-    }
-}
-
 impl McpHandler {
-    /// The connected upstreams the caller may take content from (a dry run: no event).
-    fn readable_upstreams(&self, caller: &Identified) -> Vec<Arc<Upstream>> {
-        self.state
-            .mcp
-            .upstreams()
-            .iter()
-            .filter(|upstream| {
-                ingress_key(upstream.name())
-                    .is_some_and(|key| self.may(caller, key, upstream.name()))
-            })
-            .cloned()
-            .collect()
-    }
-
-    /// The exposed name of an upstream's prompt.
-    fn prompt_name(&self, upstream: &str, name: &str) -> String {
-        match self.state.mcp.prefix {
-            PrefixMode::Always => format!("{upstream}.{name}"),
-            PrefixMode::Never => name.to_owned(),
-        }
-    }
-
-    /// The upstream and the upstream's own name of an exposed prompt name.
-    fn prompt_target(&self, exposed: &str) -> Option<(Arc<Upstream>, String)> {
-        let upstreams = self.state.mcp.upstreams();
-        match self.state.mcp.prefix {
-            PrefixMode::Always => {
-                let (upstream, name) = exposed.split_once('.')?;
-                let upstream = upstreams.iter().find(|u| u.name() == upstream)?;
-                Some((Arc::clone(upstream), name.to_owned()))
-            }
-            PrefixMode::Never => match upstreams {
-                [only] => Some((Arc::clone(only), exposed.to_owned())),
-                _ => None,
-            },
-        }
-    }
-
-    pub(super) async fn list_prompts_for(&self, caller: &Caller) -> ListPromptsResult {
-        let upstreams = self.readable_upstreams(&caller.identified);
-        let listed = futures::future::join_all(upstreams.iter().map(|upstream| async move {
-            (upstream.name().to_owned(), upstream.list_prompts().await)
-        }))
-        .await;
-        let mut prompts = Vec::new();
-        for (upstream, listed) in listed {
-            let Ok(listed) = listed else { continue };
-            for mut prompt in listed {
-                let Some(name) = prompt
-                    .get("name")
-                    .and_then(|n| n.as_str())
-                    .map(str::to_owned)
-                else {
-                    continue;
-                };
-                let exposed = self.prompt_name(&upstream, &name);
-                let visible = prompt_key(&upstream, &name).is_some_and(|key| {
-                    self.may(&caller.identified, key, &format!("{upstream}.{name}"))
-                });
-                if !visible {
-                    continue;
-                }
-                if let Some(fields) = prompt.as_object_mut() {
-                    fields.insert("name".to_owned(), serde_json::Value::String(exposed));
-                }
-                if self.state.mcp.redactor().redact_value(&mut prompt).is_err() {
-                    continue;
-                }
-                if let Ok(prompt) = serde_json::from_value(prompt) {
-                    prompts.push(prompt);
-                }
-            }
-        }
-        ListPromptsResult::with_all_items(prompts)
-    }
-
-    pub(super) async fn list_resources_for(&self, caller: &Caller) -> ListResourcesResult {
-        let resources = self
-            .gather(caller, "uri", |upstream| async move {
-                upstream.list_resources().await
-            })
-            .await;
-        ListResourcesResult::with_all_items(resources)
-    }
-
-    pub(super) async fn list_resource_templates_for(
-        &self,
-        caller: &Caller,
-    ) -> ListResourceTemplatesResult {
-        let templates = self
-            .gather(caller, "uriTemplate", |upstream| async move {
-                upstream.list_resource_templates().await
-            })
-            .await;
-        ListResourceTemplatesResult::with_all_items(templates)
-    }
-
-    /// What `list` answers for every upstream the caller may read, keeping the items whose
-    /// `uri_field` the caller may read (`tools:resource:<upstream>` on that URI), redacted and
-    /// parsed; an upstream that fails to list, or an item that cannot be scanned or parsed, is
-    /// left out.
-    async fn gather<T, F, Fut>(&self, caller: &Caller, uri_field: &str, list: F) -> Vec<T>
-    where
-        T: serde::de::DeserializeOwned,
-        F: Fn(Arc<Upstream>) -> Fut,
-        Fut: std::future::Future<
-                Output = Result<Vec<serde_json::Value>, portcullis_mcp::UpstreamError>,
-            >,
-    {
-        let upstreams = self.readable_upstreams(&caller.identified);
-        let names: Vec<String> = upstreams.iter().map(|u| u.name().to_owned()).collect();
-        let listed = futures::future::join_all(upstreams.into_iter().map(list)).await;
-        names
-            .iter()
-            .zip(listed)
-            .filter_map(|(upstream, listed)| Some((upstream, listed.ok()?)))
-            .flat_map(|(upstream, items)| items.into_iter().map(move |item| (upstream, item)))
-            .filter_map(|(upstream, mut item)| {
-                let uri = item.get(uri_field)?.as_str()?;
-                let key = resource_key(upstream)?;
-                if !self.may(&caller.identified, key, uri) {
-                    return None;
-                }
-                self.state.mcp.redactor().redact_value(&mut item).ok()?;
-                serde_json::from_value(item).ok()
-            })
-            .collect()
-    }
-
     /// The upstream that serves `uri`: the one that lists it, else the one whose resource
     /// template matches it. `None` when no upstream offers it (or it cannot be routed
     /// unambiguously).
@@ -751,34 +569,5 @@ impl McpHandler {
                 })
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::template_matches;
-
-    #[test]
-    fn templates_match_only_what_they_describe() {
-        assert!(template_matches(
-            "test://template/{id}/data",
-            "test://template/7/data"
-        ));
-        assert!(!template_matches(
-            "test://template/{id}/data",
-            "test://template//data"
-        ));
-        assert!(!template_matches(
-            "test://template/{id}/data",
-            "test://template/a/b/data"
-        ));
-        assert!(template_matches("file:///{+path}", "file:///etc/passwd"));
-        assert!(!template_matches("file:///{path}", "file:///etc/passwd"));
-        assert!(template_matches("test://static", "test://static"));
-        assert!(!template_matches("test://static", "test://static2"));
-        assert!(!template_matches("test://{broken", "test://x"));
-        // Pathological templates fail closed instead of searching forever.
-        let long = "a".repeat(4000);
-        assert!(!template_matches("{+a}{+b}{+c}{+d}b", &long));
     }
 }
