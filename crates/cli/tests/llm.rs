@@ -131,7 +131,12 @@ fn assert_clean(text: &str) {
 async fn openai_client_chat_reaches_the_provider_clean_and_gets_originals_back() {
     let provider = FixtureLlm::start(&[]).await;
     let gateway = start(&provider, SYNTHETIC).await;
-    let token = create_agent(&gateway, "coder", &["llm:model:*", "io:egress:chat"]).await;
+    let token = create_agent(
+        &gateway,
+        "coder",
+        &["llm:model:*", "io:ingress:chat", "io:egress:chat"],
+    )
+    .await;
     let mut tap = EventTap::open(&gateway).await;
     let base = gateway.url("/v1");
     let expected = last_user_text();
@@ -218,7 +223,12 @@ async fn openai_client_chat_reaches_the_provider_clean_and_gets_originals_back()
 async fn provider_failures_release_or_settle_and_answer_in_openai_shape() {
     let provider = FixtureLlm::start(&[]).await;
     let gateway = start(&provider, SYNTHETIC).await;
-    let token = create_agent(&gateway, "coder", &["llm:model:*", "io:egress:chat"]).await;
+    let token = create_agent(
+        &gateway,
+        "coder",
+        &["llm:model:*", "io:ingress:chat", "io:egress:chat"],
+    )
+    .await;
     let mut tap = EventTap::open(&gateway).await;
     let base = gateway.url("/v1");
     let hello = json!([{"role": "user", "content": "hello there"}]);
@@ -286,8 +296,18 @@ async fn refusals_models_and_embeddings() {
         r#"strategies = { email = "synthetic", credit_card = "block" }"#,
     )
     .await;
-    let wide = create_agent(&gateway, "wide", &["llm:model:*", "io:egress:chat"]).await;
-    let narrow = create_agent(&gateway, "narrow", &["llm:model:fast", "io:egress:chat"]).await;
+    let wide = create_agent(
+        &gateway,
+        "wide",
+        &["llm:model:*", "io:ingress:chat", "io:egress:chat"],
+    )
+    .await;
+    let narrow = create_agent(
+        &gateway,
+        "narrow",
+        &["llm:model:fast", "io:ingress:chat", "io:egress:chat"],
+    )
+    .await;
     let base = gateway.url("/v1");
     let http = reqwest::Client::new();
     let hello = json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]});
@@ -406,7 +426,12 @@ models = ["conformance-model"]
 "#
     );
     let gateway = Gateway::start(&config).await;
-    let token = create_agent(&gateway, "bench", &["llm:model:*", "io:egress:chat"]).await;
+    let token = create_agent(
+        &gateway,
+        "bench",
+        &["llm:model:*", "io:ingress:chat", "io:egress:chat"],
+    )
+    .await;
     let output =
         tokio::process::Command::new(support::peers::installed("venv/bin/pii-leak-benchmark"))
             .args([
@@ -490,7 +515,12 @@ models = ["cap-model"]
         origin = provider.origin
     );
     let gateway = Gateway::start(&config).await;
-    let token = create_agent(&gateway, "spender", &["llm:model:*", "io:egress:chat"]).await;
+    let token = create_agent(
+        &gateway,
+        "spender",
+        &["llm:model:*", "io:ingress:chat", "io:egress:chat"],
+    )
+    .await;
     let http = reqwest::Client::new();
     let url = gateway.url("/v1/chat/completions");
     let calls = (0..CALLS).map(|_| {

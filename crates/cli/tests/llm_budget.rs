@@ -96,7 +96,12 @@ async fn post(gateway: &Gateway, token: &str, body: &Value) -> (u16, Value) {
 async fn reservations_cover_the_worst_case_and_downgrades_are_gated() {
     let provider = FixtureLlm::start(&[]).await;
     let gateway = Gateway::start(&config(&provider)).await;
-    let spender = create_agent(&gateway, "spender", &["llm:model:*", "io:egress:chat"]).await;
+    let spender = create_agent(
+        &gateway,
+        "spender",
+        &["llm:model:*", "io:ingress:chat", "io:egress:chat"],
+    )
+    .await;
 
     // (row, body, status, code): the n = 50 attack and its variants against a 10,000-token cap.
     let rows: Vec<(&str, Value, u16, &str)> = vec![
@@ -167,13 +172,18 @@ async fn reservations_cover_the_worst_case_and_downgrades_are_gated() {
     let squeezed = create_agent(
         &gateway,
         "squeezed",
-        &["llm:model:gpt-4o-mini", "io:egress:chat"],
+        &["llm:model:gpt-4o-mini", "io:ingress:chat", "io:egress:chat"],
     )
     .await;
     let allowed = create_agent(
         &gateway,
         "squeezed-ok",
-        &["llm:model:gpt-4o-mini", "llm:model:cheap", "io:egress:chat"],
+        &[
+            "llm:model:gpt-4o-mini",
+            "llm:model:cheap",
+            "io:ingress:chat",
+            "io:egress:chat",
+        ],
     )
     .await;
     let body = chat(json!({"max_tokens": 2000}));

@@ -1,7 +1,7 @@
 //! The OpenAI-compatible front: `POST /v1/chat/completions` (whole and streamed),
 //! `POST /v1/embeddings` and `GET /v1/models`, in front of the providers of `[llm]`.
 //!
-//! A call runs identify -> gate (`llm:model:<model>`, `io:egress:chat`) -> sanitize (every
+//! A call runs identify -> gate (`llm:model:<model>`, `io:ingress:chat` for chat, `io:egress:chat`) -> sanitize (every
 //! string of the request, one vault) -> limit (input tokens estimated, plus the output limit) ->
 //! execute (the provider's key injected; the agent's token never forwarded) -> restore synthetic
 //! values and redact secrets the agent did not send -> settle (reported usage) or release ->
@@ -414,13 +414,23 @@ async fn admit(
         .ok_or_else(|| LlmError::new(ErrorCode::BadRequest))?;
     let model_key = GateKey::parse(&format!("llm:model:{model}"))
         .map_err(|_| LlmError::new(ErrorCode::BadRequest))?;
-    let egress_key =
-        GateKey::parse("io:egress:chat").map_err(|_| LlmError::new(ErrorCode::Internal))?;
+    // Chat messages enter the model's context (`io:ingress:chat`, chat only) and leave through
+    // the provider (`io:egress:chat`, chat and embeddings).
+    let chat_keys: &[&str] = match endpoint {
+        "chat" => &["io:ingress:chat", "io:egress:chat"],
+        _ => &["io:egress:chat"],
+    };
+    let mut keys = vec![model_key];
+    for key in chat_keys {
+        keys.push(GateKey::parse(key).map_err(|_| LlmError::new(ErrorCode::Internal))?);
+    }
     let context = RequestContext {
         arguments: policy_arguments(&value),
         ..RequestContext::default()
     };
-    let gates = [model_key, egress_key].map(|action| (action, model.clone(), context.clone()));
+    let gates = keys
+        .into_iter()
+        .map(|action| (action, model.clone(), context.clone()));
     pipeline::gate_all(state, &identified, gates, &correlation).await?;
     let call = Call {
         state: state.clone(),
