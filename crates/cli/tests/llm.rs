@@ -335,6 +335,11 @@ async fn refusals_models_and_embeddings() {
     .await;
     assert_eq!(denied["error"]["status"], 403, "{denied}");
     assert_eq!(denied["error"]["code"], "policy_denied");
+    // Chat input needs `io:ingress:chat`: an agent without it is refused before the provider.
+    let mute = create_agent(&gateway, "mute", &["llm:model:*", "io:egress:chat"]).await;
+    let refused = openai(&base, &mute, "chat", &hello).await;
+    assert_eq!(refused["error"]["status"], 403, "{refused}");
+    assert_eq!(refused["error"]["code"], "policy_denied");
     let unknown = openai(
         &base,
         &wide,
