@@ -12,11 +12,8 @@ mod support;
 
 use std::path::Path;
 
-use rmcp::ServiceExt as _;
-use rmcp::model::CallToolRequestParams;
 use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use support::mcp::{call, client, recorded, text_of, wait_for_tools};
 use support::{Gateway, create_agent};
 
 const SECRET: &str = "fixture-secret-value-0451";
@@ -75,39 +72,6 @@ async fn start(dir: &Path, pin_mode: &str, extra_args: &str) -> Gateway {
         ],
     )
     .await
-}
-
-async fn client(gateway: &Gateway, token: &str) -> RunningService<RoleClient, ()> {
-    let mut config = StreamableHttpClientTransportConfig::with_uri(gateway.url("/mcp"));
-    config.auth_header = Some(token.to_owned());
-    ().serve(StreamableHttpClientTransport::from_config(config))
-        .await
-        .unwrap()
-}
-
-async fn wait_for_tools(gateway: &Gateway) -> serde_json::Value {
-    for _ in 0..200 {
-        let tools = gateway.admin_get("/admin/tools").await;
-        if tools["tools"].as_array().is_some_and(|t| !t.is_empty()) {
-            return tools;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the upstream never listed its tools");
-}
-
-fn call(name: &str, arguments: serde_json::Value) -> CallToolRequestParams {
-    let mut params = CallToolRequestParams::new(name.to_owned());
-    params.arguments = arguments.as_object().cloned();
-    params
-}
-
-fn text_of(result: &rmcp::model::CallToolResult) -> String {
-    serde_json::to_string(&result.content).unwrap()
-}
-
-fn recorded(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("record.jsonl")).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

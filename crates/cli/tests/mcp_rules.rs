@@ -16,14 +16,9 @@ mod support;
 
 use std::path::Path;
 
-use rmcp::ServiceExt as _;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, GetPromptRequestParams, ReadResourceRequestParams,
-};
-use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams};
 use serde_json::json;
+use support::mcp::{call, client, text_of, wait_for_tools};
 use support::{Gateway, create_agent};
 
 fn config(dir: &Path) -> String {
@@ -81,35 +76,6 @@ pattern = "x"
         root = root.display(),
         record = dir.join("record.jsonl").display(),
     )
-}
-
-async fn client(gateway: &Gateway, token: &str) -> RunningService<RoleClient, ()> {
-    let mut config = StreamableHttpClientTransportConfig::with_uri(gateway.url("/mcp"));
-    config.auth_header = Some(token.to_owned());
-    ().serve(StreamableHttpClientTransport::from_config(config))
-        .await
-        .unwrap()
-}
-
-async fn wait_for_tools(gateway: &Gateway) {
-    for _ in 0..200 {
-        let tools = gateway.admin_get("/admin/tools").await;
-        if tools["tools"].as_array().is_some_and(|t| !t.is_empty()) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the upstream never listed its tools");
-}
-
-fn call(name: &str, arguments: serde_json::Value) -> CallToolRequestParams {
-    let mut params = CallToolRequestParams::new(name.to_owned());
-    params.arguments = arguments.as_object().cloned();
-    params
-}
-
-fn text_of(result: &CallToolResult) -> String {
-    serde_json::to_string(&result.content).unwrap()
 }
 
 /// What the upstream received, one `{"name", "arguments"}` per call.

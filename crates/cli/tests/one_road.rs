@@ -14,12 +14,10 @@ mod support;
 
 use std::path::Path;
 
-use rmcp::ServiceExt as _;
-use rmcp::model::{CallToolRequestParams, GetPromptRequestParams, ReadResourceRequestParams};
+use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams};
 use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
+use support::mcp::{call, client, recorded, wait_for_tools};
 use support::{Gateway, create_agent};
 
 const SECRET: &str = "road-secret-value-7731";
@@ -78,35 +76,6 @@ pattern = "rm -rf"
         root = root.display(),
         record = dir.join("record.jsonl").display(),
     )
-}
-
-async fn client(gateway: &Gateway, token: &str) -> RunningService<RoleClient, ()> {
-    let mut config = StreamableHttpClientTransportConfig::with_uri(gateway.url("/mcp"));
-    config.auth_header = Some(token.to_owned());
-    ().serve(StreamableHttpClientTransport::from_config(config))
-        .await
-        .unwrap()
-}
-
-async fn wait_for_tools(gateway: &Gateway) {
-    for _ in 0..200 {
-        let tools = gateway.admin_get("/admin/tools").await;
-        if tools["tools"].as_array().is_some_and(|t| !t.is_empty()) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the upstream never listed its tools");
-}
-
-fn call(name: &str, arguments: Value) -> CallToolRequestParams {
-    let mut params = CallToolRequestParams::new(name.to_owned());
-    params.arguments = arguments.as_object().cloned();
-    params
-}
-
-fn recorded(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("record.jsonl")).unwrap_or_default()
 }
 
 /// The `portcullis/error` code of a refused tool result, or "ok".

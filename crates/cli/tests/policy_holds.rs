@@ -16,13 +16,11 @@ mod support;
 
 use std::path::Path;
 
-use rmcp::ServiceExt as _;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
 use support::llm::EventTap;
+use support::mcp::{client, wait_for_tools};
 use support::{Gateway, create_agent, portcullis};
 
 const ENVS: &[(&str, &str)] = &[
@@ -220,25 +218,6 @@ async fn assert_still_held(gateway: &Gateway) {
             "{action}"
         );
     }
-}
-
-async fn client(gateway: &Gateway, token: &str) -> RunningService<RoleClient, ()> {
-    let mut config = StreamableHttpClientTransportConfig::with_uri(gateway.url("/mcp"));
-    config.auth_header = Some(token.to_owned());
-    ().serve(StreamableHttpClientTransport::from_config(config))
-        .await
-        .unwrap()
-}
-
-async fn wait_for_tools(gateway: &Gateway) {
-    for _ in 0..200 {
-        let tools = gateway.admin_get("/admin/tools").await;
-        if tools["tools"].as_array().is_some_and(|t| !t.is_empty()) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the upstream never listed its tools");
 }
 
 /// Calls `fx.echo`; true when the upstream answered.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod llm;
+pub mod mcp;
 pub mod peers;
 
 use std::io::{BufRead as _, BufReader};
