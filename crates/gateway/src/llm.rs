@@ -27,7 +27,7 @@ use portcullis_core::request::RequestContext;
 use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, GateKey, MicroUsd};
 use portcullis_llm::{ChatRequest, EmbeddingsRequest, Family, TokenCounter, Usage};
 use portcullis_sanitize::redact::Redactor;
-use portcullis_sanitize::{Counts, EntityType, ProtocolPaths, Sanitizer, Scope, Vault};
+use portcullis_sanitize::{Counts, EntityType, ProtocolPaths, Sanitizer, Vault};
 use serde_json::{Value, json};
 
 pub use error::LlmError;
@@ -280,11 +280,6 @@ impl CallRecord {
         reason: &str,
         started: tokio::time::Instant,
     ) -> Event {
-        let sanitized: serde_json::Map<String, Value> = self
-            .sanitized
-            .iter()
-            .map(|(ty, n)| (ty.label().to_owned(), Value::from(n)))
-            .collect();
         Event::new("llm.call", decision, reason)
             .subject(identified.agent.id.clone())
             .correlation(correlation.as_str())
@@ -298,7 +293,7 @@ impl CallRecord {
                 "input_tokens": self.input_tokens,
                 "output_tokens": self.output_tokens,
                 "usage": if self.usage_reported { "reported" } else { "estimated" },
-                "sanitized": sanitized,
+                "sanitized": self.sanitized.to_json(),
                 "redacted_secrets": self.redacted,
                 "settlement": self.settlement,
                 "cost_micro_usd": self.cost.map(|cost| cost.0),
@@ -472,16 +467,7 @@ fn sanitize(
     protocol: &ProtocolPaths,
     body: &mut serde_json::Map<String, Value>,
 ) -> Result<Vault, (LlmError, &'static str)> {
-    let identified = &call.identified;
-    let scope = Scope::new(format!(
-        "{}\0{}",
-        identified.agent.id,
-        identified
-            .subject
-            .session
-            .as_deref()
-            .unwrap_or(call.correlation.as_str())
-    ));
+    let scope = pipeline::sanitize_scope(&call.identified, &call.correlation);
     let mut vault = Vault::new();
     let mut value = Value::Object(std::mem::take(body));
     let n_held = runtime.redactor.redact_held_value(&mut value);

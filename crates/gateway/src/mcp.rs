@@ -47,6 +47,7 @@ pub mod admin;
 pub mod broker;
 mod call;
 mod catalog;
+mod clean;
 mod content;
 pub mod sessions;
 

@@ -43,6 +43,24 @@ use crate::error::ApiError;
 use crate::http::AppState;
 use crate::identity::{Identified, IdentifyError};
 
+/// The sanitizer scope of a caller (stages sanitize in and out): its agent and session, or
+/// without a session this request, so synthetic stand-ins are stable within a session and never
+/// shared across agents.
+pub fn sanitize_scope(
+    identified: &Identified,
+    correlation: &CorrelationId,
+) -> portcullis_sanitize::Scope {
+    portcullis_sanitize::Scope::new(format!(
+        "{}\0{}",
+        identified.agent.id,
+        identified
+            .subject
+            .session
+            .as_deref()
+            .unwrap_or(correlation.as_str())
+    ))
+}
+
 /// Stage 1, identify: authenticates the agent and reads the identity headers, then refuses the
 /// request while a kill switch covering the agent (globally, the agent, or its project) is
 /// engaged. A refusal is an event (`agent.auth` or `killswitch.refused`, deny) and an error for

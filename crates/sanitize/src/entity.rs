@@ -99,6 +99,14 @@ impl Counts {
         self.per_type.iter().map(|n| u64::from(*n)).sum()
     }
 
+    /// The non-zero counts as a JSON object `{"EMAIL": 2, ...}`, for records.
+    pub fn to_json(&self) -> serde_json::Value {
+        self.iter()
+            .map(|(ty, n)| (ty.label().to_owned(), serde_json::Value::from(n)))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+
     /// The non-zero counts, in [`EntityType::ALL`] order.
     pub fn iter(&self) -> impl Iterator<Item = (EntityType, u32)> + '_ {
         EntityType::ALL

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use portcullis_core::request::RequestContext;
 use portcullis_core::{Decision, ErrorCode, Event, GateKey};
 use portcullis_mcp::{CatalogTool, UpstreamError};
-use portcullis_sanitize::{Counts, ProtocolPaths, Scope, Vault};
+use portcullis_sanitize::{Counts, Vault};
 use rmcp::ErrorData;
 use rmcp::model::{CallToolRequestParams, CallToolResult, JsonObject};
 
-use super::{Caller, McpHandler, refresh, tool_error, unknown_tool};
+use super::{Caller, McpHandler, clean, refresh, tool_error, unknown_tool};
 use crate::http::AppState;
+use crate::pipeline::Metered;
 use crate::pipeline::road::{self, Action, Front, Kind, Pass, Refusal, Stage};
-use crate::pipeline::{Actual, Metered};
 
 /// One `tools/call` as the road sees it.
 struct ToolCall<'a> {
@@ -32,8 +32,6 @@ struct ToolCall<'a> {
     record: CallRecord,
     /// The message of a validation refusal (names the rule and argument, never the value).
     violation: Option<String>,
-    /// The upstream's sanitizers (`[upstreams.pii]`).
-    pii: Option<Arc<super::UpstreamPii>>,
     /// Synthetic stand-ins placed in the arguments, restored in the result.
     vault: Vault,
 }
@@ -86,43 +84,18 @@ impl Front for ToolCall<'_> {
     }
 
     fn sanitize_in(&mut self) -> Result<(), Refusal> {
-        let unscannable = || {
-            Refusal::new(
-                Stage::SanitizeIn,
-                ErrorCode::Internal,
-                "arguments_unscannable",
-            )
-        };
-        // Agents never hand secrets to tools: Portcullis injects what a tool needs.
         let mut arguments = serde_json::Value::Object(std::mem::take(&mut self.arguments));
-        self.state.secrets.redact_json(&mut arguments);
-        // Held secrets in their encodings, Portcullis's own tokens (and those known by hash).
-        self.state.mcp.redactor().redact_held_value(&mut arguments);
-        self.state
-            .mcp
-            .redactor()
-            .redact_value(&mut arguments)
-            .map_err(|_| unscannable())?;
-        // Personal data by the upstream's strategies (by default found, counted and passed).
-        if let Some(pii) = &self.pii {
-            let scope = scope_of(self.caller);
-            self.record.sanitized_in = pii
-                .arguments
-                .apply_value(
-                    &mut arguments,
-                    &ProtocolPaths::none(),
-                    &scope,
-                    &mut self.vault,
-                )
-                .map_err(|err| Refusal::new(Stage::SanitizeIn, err.code(), err.reason()))?;
+        self.record.sanitized_in = clean::arguments(
+            self.state,
+            &self.tool.upstream,
+            self.caller,
+            &mut arguments,
+            &mut self.vault,
+        )?;
+        if let serde_json::Value::Object(map) = arguments {
+            self.arguments = map;
         }
-        match arguments {
-            serde_json::Value::Object(map) => {
-                self.arguments = map;
-                Ok(())
-            }
-            _ => Err(unscannable()),
-        }
+        Ok(())
     }
 
     async fn execute(&mut self, _pass: Pass) -> Result<CallToolResult, Refusal> {
@@ -164,82 +137,19 @@ impl Front for ToolCall<'_> {
             )
         };
         let mut value = serde_json::to_value(&result).map_err(|_| unscannable())?;
-        // The agent gets back its own values where the tool saw stand-ins.
-        if !self.vault.is_empty() {
-            restore_value(&self.vault, &mut value);
-        }
-        self.state.secrets.redact_json(&mut value);
-        self.state.mcp.redactor().redact_held_value(&mut value);
-        self.state
-            .mcp
-            .redactor()
-            .redact_value(&mut value)
-            .map_err(|_| unscannable())?;
-        if let Some(pii) = &self.pii {
-            let scope = scope_of(self.caller);
-            let mut vault = Vault::new();
-            self.record.sanitized_out = pii
-                .results
-                .apply_value(&mut value, &ProtocolPaths::none(), &scope, &mut vault)
-                .map_err(|err| Refusal::new(Stage::SanitizeOut, err.code(), err.reason()))?;
-        }
+        self.record.sanitized_out = clean::answer(
+            self.state,
+            &self.tool.upstream,
+            self.caller,
+            &mut value,
+            &self.vault,
+        )?;
         serde_json::from_value(value).map_err(|_| unscannable())
-    }
-
-    fn settlement(&self, _output: &CallToolResult) -> road::Settlement {
-        road::Settlement::Now(Actual::Tool)
     }
 
     fn record(&self, decision: Decision, reason: &str) -> Event {
         tool_call_event(self.state, self.caller, &self.record, decision, reason)
     }
-}
-
-/// The sanitizer scope of a caller: its agent and session (or, without one, this request), so
-/// stand-ins are stable within a session and never shared across agents.
-pub(super) fn scope_of(caller: &Caller) -> Scope {
-    let identified = &caller.identified;
-    Scope::new(format!(
-        "{}\0{}",
-        identified.agent.id,
-        identified
-            .subject
-            .session
-            .as_deref()
-            .unwrap_or(caller.correlation.as_str())
-    ))
-}
-
-/// Restores every synthetic stand-in of `vault` in the strings and keys of `value`.
-pub(super) fn restore_value(vault: &Vault, value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::String(text) => {
-            let restored = portcullis_sanitize::restore(vault, text);
-            *text = restored;
-        }
-        serde_json::Value::Array(items) => {
-            for item in items {
-                restore_value(vault, item);
-            }
-        }
-        serde_json::Value::Object(map) => {
-            let entries = std::mem::take(map);
-            for (key, mut item) in entries {
-                restore_value(vault, &mut item);
-                map.insert(portcullis_sanitize::restore(vault, &key), item);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// A count per entity type, for records.
-fn counts_json(counts: &Counts) -> serde_json::Value {
-    counts
-        .iter()
-        .map(|(ty, n)| (ty.label().to_owned(), serde_json::Value::from(n)))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
 }
 
 /// Whether a gate-in refusal with `code` hides the item (a policy deny), rather than saying why
@@ -286,8 +196,8 @@ fn tool_call_event(
             "latency_us": latency_us,
             "arguments_sha256": record.arguments_sha256,
             "arguments_shape": record.arguments_shape,
-            "sanitized_in": counts_json(&record.sanitized_in),
-            "sanitized_out": counts_json(&record.sanitized_out),
+            "sanitized_in": record.sanitized_in.to_json(),
+            "sanitized_out": record.sanitized_out.to_json(),
         }))
 }
 
@@ -363,7 +273,6 @@ impl McpHandler {
                 name: tool.pin_key.clone(),
             }),
         };
-        let pii = state.mcp.pii.get(&tool.upstream).cloned();
         let mut front = ToolCall {
             state,
             caller,
@@ -371,7 +280,6 @@ impl McpHandler {
             arguments,
             record,
             violation: None,
-            pii,
             vault: Vault::new(),
         };
         match road::run(

@@ -28,10 +28,9 @@ use rmcp::model::{
 };
 use sha2::{Digest as _, Sha256};
 
-use super::call::{restore_value, scope_of};
-use super::{Caller, McpHandler};
+use super::{Caller, McpHandler, clean};
 use crate::pipeline::road::{self, Action, Front, Kind, Pass, Refusal, Stage};
-use portcullis_sanitize::{ProtocolPaths, Vault};
+use portcullis_sanitize::Vault;
 use template::template_matches;
 
 mod lists;
@@ -166,25 +165,13 @@ impl Front for ContentFetch<'_> {
                     return Ok(());
                 };
                 let mut value = serde_json::Value::Object(arguments);
-                self.handler.state.secrets.redact_json(&mut value);
-                redactor.redact_held_value(&mut value);
-                redactor.redact_value(&mut value).map_err(|_| {
-                    Refusal::new(
-                        Stage::SanitizeIn,
-                        ErrorCode::Internal,
-                        "arguments_unscannable",
-                    )
-                })?;
-                if let Some(pii) = self.handler.state.mcp.pii.get(self.upstream.name()) {
-                    pii.arguments
-                        .apply_value(
-                            &mut value,
-                            &ProtocolPaths::none(),
-                            &scope_of(self.caller),
-                            &mut self.vault,
-                        )
-                        .map_err(|err| Refusal::new(Stage::SanitizeIn, err.code(), err.reason()))?;
-                }
+                clean::arguments(
+                    &self.handler.state,
+                    self.upstream.name(),
+                    self.caller,
+                    &mut value,
+                    &mut self.vault,
+                )?;
                 if let serde_json::Value::Object(map) = value {
                     params.arguments = Some(map);
                 }
@@ -237,56 +224,27 @@ impl Front for ContentFetch<'_> {
     }
 
     fn sanitize_out(&mut self, fetched: Fetched) -> Result<Fetched, Refusal> {
-        let state = &self.handler.state;
-        let pii = state.mcp.pii.get(self.upstream.name());
-        let vault = &self.vault;
-        let scope = scope_of(self.caller);
-        let mut blocked = None;
-        let redact = |mut value: serde_json::Value| {
-            if !vault.is_empty() {
-                restore_value(vault, &mut value);
-            }
-            state.secrets.redact_json(&mut value);
-            state.mcp.redactor().redact_held_value(&mut value);
-            state.mcp.redactor().redact_value(&mut value).ok()?;
-            if let Some(pii) = pii {
-                let applied = pii.results.apply_value(
-                    &mut value,
-                    &ProtocolPaths::none(),
-                    &scope,
-                    &mut Vault::new(),
-                );
-                if let Err(err) = applied {
-                    blocked = Some(err);
-                    return None;
-                }
-            }
-            Some(value)
-        };
-        let redacted = match fetched {
-            Fetched::Prompt(result) => serde_json::to_value(result)
-                .ok()
-                .and_then(redact)
-                .and_then(|v| serde_json::from_value(v).ok())
-                .map(Fetched::Prompt),
-            Fetched::Resource(result) => serde_json::to_value(result)
-                .ok()
-                .and_then(redact)
-                .and_then(|v| serde_json::from_value(v).ok())
-                .map(Fetched::Resource),
-        };
-        redacted.ok_or_else(|| match blocked {
-            Some(err) => Refusal::new(Stage::SanitizeOut, err.code(), err.reason()),
-            None => Refusal::new(
+        let unscannable = || {
+            Refusal::new(
                 Stage::SanitizeOut,
                 ErrorCode::Internal,
                 "result_unscannable",
-            ),
-        })
-    }
-
-    fn settlement(&self, _output: &Fetched) -> road::Settlement {
-        road::Settlement::Now(crate::pipeline::Actual::Tool)
+            )
+        };
+        let (mut value, prompt) = match fetched {
+            Fetched::Prompt(result) => (serde_json::to_value(result), true),
+            Fetched::Resource(result) => (serde_json::to_value(result), false),
+        };
+        let value = value.as_mut().map_err(|_| unscannable())?;
+        let state = &self.handler.state;
+        clean::answer(state, self.upstream.name(), self.caller, value, &self.vault)?;
+        let value = std::mem::take(value);
+        if prompt {
+            serde_json::from_value(value).map(Fetched::Prompt)
+        } else {
+            serde_json::from_value(value).map(Fetched::Resource)
+        }
+        .map_err(|_| unscannable())
     }
 
     fn record(&self, decision: Decision, reason: &str) -> Event {

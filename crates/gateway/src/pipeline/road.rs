@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use portcullis_core::request::RequestContext;
 use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, GateKey};
 
-use super::{Actual, Decided, Grant, Metered};
+use super::{Actual, Decided, Metered};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::identity::Identified;
@@ -203,15 +203,6 @@ impl Pass {
     }
 }
 
-/// When an action's cost is known.
-#[derive(Debug)]
-pub enum Settlement {
-    /// Now: settle with this.
-    Now(Actual),
-    /// Later (a stream): the front settles the grant it gets back in [`Ran::grant`].
-    Later,
-}
-
 /// What a front supplies to the road: its own steps of the stages it crosses. The pipeline calls
 /// them in road order, each at most once.
 pub trait Front: Send {
@@ -237,9 +228,10 @@ pub trait Front: Send {
         Ok(output)
     }
 
-    /// Stage `settle`: what the executed action consumed.
-    fn settlement(&self, _output: &Self::Output) -> Settlement {
-        Settlement::Now(Actual::Tool)
+    /// Stage `settle`: what the executed action consumed (one call, unless the front counts
+    /// otherwise).
+    fn actual(&self, _output: &Self::Output) -> Actual {
+        Actual::Tool
     }
 
     /// Stage `record`: the action's record (`tool.call`, `prompt.get`, ...) with this outcome.
@@ -273,8 +265,6 @@ impl Trail {
 pub struct Ran<T> {
     /// The executor's output, sanitized.
     pub output: T,
-    /// The reservation to settle once the cost is known ([`Settlement::Later`]).
-    pub grant: Option<Grant>,
     pub trail: Trail,
 }
 
@@ -359,7 +349,7 @@ pub async fn run<F: Front>(
         }
     };
     // The action ran: its cost is settled whatever the answer turns out to be.
-    let settlement = front.settlement(&output);
+    let actual = front.actual(&output);
 
     let mut gate_out = Vec::new();
     let mut denied_out = None;
@@ -391,8 +381,8 @@ pub async fn run<F: Front>(
     };
     if kind.crosses(Stage::Settle) {
         trail.push(Stage::Settle);
-        if let (Some(held), Settlement::Now(actual)) = (grant.take(), &settlement) {
-            super::settle(state, held, actual, correlation).await;
+        if let Some(held) = grant.take() {
+            super::settle(state, held, &actual, correlation).await;
         }
     }
 
@@ -415,18 +405,8 @@ pub async fn run<F: Front>(
         outcome => outcome,
     };
     match outcome {
-        Ok(output) => Ok(Ran {
-            output,
-            grant,
-            trail,
-        }),
-        Err(refusal) => {
-            // A stream's reservation is given back when its answer is refused.
-            if let Some(grant) = grant {
-                super::release(state, grant, correlation).await;
-            }
-            Err(Stopped { refusal, trail })
-        }
+        Ok(output) => Ok(Ran { output, trail }),
+        Err(refusal) => Err(Stopped { refusal, trail }),
     }
 }
 
