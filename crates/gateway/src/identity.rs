@@ -45,6 +45,8 @@ pub struct Agent {
 pub enum AgentOrigin {
     Config,
     Store,
+    /// No identity: a subject such as the DNS guard's `@anonymous` ([`Identified::anonymous`]).
+    Anonymous,
 }
 
 /// Who made a request.
@@ -52,6 +54,32 @@ pub enum AgentOrigin {
 pub struct Identified {
     pub agent: Arc<Agent>,
     pub subject: Subject,
+}
+
+impl Identified {
+    /// The subject without an identity: `anonymous` (e.g. the DNS guard's `@anonymous`, which no
+    /// agent id can spell) in `project`, with an empty allowlist, so only a policy that names it
+    /// (a Cedar `permit`) lets it through.
+    pub fn anonymous(anonymous: &str, project: Option<String>) -> Self {
+        let agent = Agent {
+            id: anonymous.to_owned(),
+            roles: Vec::new(),
+            tags: Vec::new(),
+            project: project.clone(),
+            allow: Vec::new(),
+            may_assert_identity: false,
+            catalog: CatalogView::default(),
+            origin: AgentOrigin::Anonymous,
+        };
+        Self {
+            agent: Arc::new(agent),
+            subject: Subject {
+                agent: anonymous.to_owned(),
+                project,
+                ..Subject::default()
+            },
+        }
+    }
 }
 
 /// Why a caller was not identified.

@@ -51,7 +51,7 @@ struct CallRecord {
 impl Front for ToolCall<'_> {
     type Output = CallToolResult;
 
-    fn validate(&mut self, _action: &Action) -> Result<(), Refusal> {
+    async fn validate(&mut self, _action: &Action) -> Result<(), Refusal> {
         let arguments = std::mem::take(&mut self.arguments);
         let schema = match &self.tool.validator {
             Some(validator) => portcullis_mcp::rules::check_schema(
@@ -145,6 +145,12 @@ impl Front for ToolCall<'_> {
             &self.vault,
         )?;
         serde_json::from_value(value).map_err(|_| unscannable())
+    }
+
+    fn meter(&self) -> Option<Metered> {
+        Some(Metered::Tool {
+            name: self.tool.pin_key.clone(),
+        })
     }
 
     fn record(&self, decision: Decision, reason: &str) -> Event {
@@ -269,9 +275,6 @@ impl McpHandler {
                     tool.exposed.get("annotations"),
                 ),
             },
-            metered: Some(Metered::Tool {
-                name: tool.pin_key.clone(),
-            }),
         };
         let mut front = ToolCall {
             state,

@@ -131,7 +131,7 @@ struct ContentFetch<'a> {
 impl Front for ContentFetch<'_> {
     type Output = Fetched;
 
-    fn validate(&mut self, _action: &Action) -> Result<(), Refusal> {
+    async fn validate(&mut self, _action: &Action) -> Result<(), Refusal> {
         let rules = &self.handler.state.mcp.rules;
         let upstream = self.upstream.name();
         let checked = match &mut self.fetch {
@@ -392,7 +392,6 @@ impl McpHandler {
                 arguments,
                 risk: RiskTier::default(),
             },
-            metered: None,
         };
         match self
             .fetch(caller, action, upstream, exposed, Fetch::Prompt(params))
@@ -444,7 +443,6 @@ impl McpHandler {
                 arguments: serde_json::json!({ "uri": uri }),
                 risk: RiskTier::default(),
             },
-            metered: None,
         };
         match self
             .fetch(caller, action, upstream, uri, Fetch::Resource(params))

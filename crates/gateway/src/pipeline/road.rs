@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use portcullis_core::request::RequestContext;
 use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, GateKey};
 
-use super::{Actual, Decided, Metered};
+use super::{Actual, Decided, Grant, Metered};
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::identity::Identified;
@@ -28,6 +28,16 @@ pub enum Kind {
     PromptGet,
     /// An MCP `resources/read`.
     ResourceRead,
+    /// An LLM chat completion, whole or streamed.
+    LlmChat,
+    /// An LLM embeddings request.
+    LlmEmbed,
+    /// A forward-proxy HTTP request (absolute-form, forwarded in origin-form).
+    ProxyHttp,
+    /// A forward-proxy CONNECT tunnel.
+    ProxyConnect,
+    /// A DNS-guard answer (decided for the anonymous subject of the client's project).
+    DnsAnswer,
 }
 
 /// One stage of the road. The order of the variants is the order of the road.
@@ -37,7 +47,8 @@ pub enum Stage {
     Identify,
     /// Every gate key of the action, with the action's context, through the policy engine.
     GateIn,
-    /// Arguments against the pinned schema and the argument rules.
+    /// Arguments against the pinned schema and the argument rules; for egress, the target
+    /// against the egress posture (allow rules, leases, the vetted address).
     Validate,
     /// Secrets and personal data in what goes to the upstream.
     SanitizeIn,
@@ -93,13 +104,22 @@ impl Stage {
 
 impl Kind {
     /// Every kind on the road.
-    pub const ALL: [Kind; 3] = [Kind::ToolCall, Kind::PromptGet, Kind::ResourceRead];
+    pub const ALL: [Kind; 8] = [
+        Kind::ToolCall,
+        Kind::PromptGet,
+        Kind::ResourceRead,
+        Kind::LlmChat,
+        Kind::LlmEmbed,
+        Kind::ProxyHttp,
+        Kind::ProxyConnect,
+        Kind::DnsAnswer,
+    ];
 
     /// The stage table: the stages this kind crosses, in road order. ARCHITECTURE.md prints it.
     pub const fn stages(self) -> &'static [Stage] {
         use Stage::*;
         match self {
-            Kind::ToolCall => &[
+            Kind::ToolCall | Kind::LlmChat => &[
                 Identify,
                 GateIn,
                 Validate,
@@ -124,6 +144,16 @@ impl Kind {
                 SanitizeOut,
                 Record,
             ],
+            // An embedding is numbers: nothing in it to sanitize on the way back.
+            Kind::LlmEmbed => &[
+                Identify, GateIn, Validate, SanitizeIn, Limit, Approve, Execute, GateOut, Settle,
+                Record,
+            ],
+            // Egress carries opaque bytes (often TLS) between the agent and the target: there is
+            // nothing the gateway can sanitize or gate on the way back, and no budget meters it.
+            Kind::ProxyHttp | Kind::ProxyConnect | Kind::DnsAnswer => {
+                &[Identify, GateIn, Validate, Approve, Execute, Record]
+            }
         }
     }
 
@@ -138,6 +168,11 @@ impl Kind {
             Kind::ToolCall => "tool.call",
             Kind::PromptGet => "prompt.get",
             Kind::ResourceRead => "resource.read",
+            Kind::LlmChat => "llm.chat",
+            Kind::LlmEmbed => "llm.embeddings",
+            Kind::ProxyHttp => "egress.http",
+            Kind::ProxyConnect => "egress.connect",
+            Kind::DnsAnswer => "egress.dns",
         }
     }
 }
@@ -154,8 +189,6 @@ pub struct Action {
     pub resource: String,
     /// What the policy sees beyond who and what: arguments, risk tier.
     pub context: RequestContext,
-    /// What the action consumes, for kinds that cross `limit`.
-    pub metered: Option<Metered>,
 }
 
 /// Why the road stopped an action: the stage, the error to answer and the finer reason kept in
@@ -209,14 +242,27 @@ pub trait Front: Send {
     /// What the executor produces (before sanitize out).
     type Output: Send;
 
-    /// Stage `validate`: arguments against schema and rules. May rewrite what will be sent.
-    fn validate(&mut self, _action: &Action) -> Result<(), Refusal> {
-        Ok(())
+    /// Stage `validate`: arguments against schema and rules (for egress, the target against the
+    /// posture). May rewrite what will be sent.
+    fn validate(&mut self, _action: &Action) -> impl Future<Output = Result<(), Refusal>> + Send {
+        async { Ok(()) }
     }
 
     /// Stage `sanitize_in`: secrets and personal data in what will be sent.
     fn sanitize_in(&mut self) -> Result<(), Refusal> {
         Ok(())
+    }
+
+    /// Stage `limit`: what the action is about to consume, asked after sanitize in (the estimate
+    /// is of what will be sent). A kind that crosses `limit` and answers `None` is refused.
+    fn meter(&self) -> Option<Metered> {
+        None
+    }
+
+    /// The front's own part of the admission record (e.g. the egress posture's verdict), made
+    /// durable in one group commit with the gate's decisions before the executor runs.
+    fn admission(&self) -> Option<Event> {
+        None
     }
 
     /// Stage `execute`: the call, with the pipeline's [`Pass`].
@@ -228,13 +274,19 @@ pub trait Front: Send {
         Ok(output)
     }
 
+    /// Whether `output` is still running when the road hands it back (a streamed answer): then
+    /// settle and record wait for [`Open::finish`], which the stream calls at its end.
+    fn ends_later(&self, _output: &Self::Output) -> bool {
+        false
+    }
+
     /// Stage `settle`: what the executed action consumed (one call, unless the front counts
     /// otherwise).
     fn actual(&self, _output: &Self::Output) -> Actual {
         Actual::Tool
     }
 
-    /// Stage `record`: the action's record (`tool.call`, `prompt.get`, ...) with this outcome.
+    /// Stage `record`: the action's record (`tool.call`, `llm.call`, ...) with this outcome.
     fn record(&self, decision: Decision, reason: &str) -> Event;
 }
 
@@ -266,6 +318,70 @@ pub struct Ran<T> {
     /// The executor's output, sanitized.
     pub output: T,
     pub trail: Trail,
+    /// For an output that ends later (a stream), what is left of the road: settle and record.
+    pub open: Option<Open>,
+}
+
+/// The end of the road of an action whose output is still running (a streamed answer): settle
+/// and record, done by [`Open::finish`] when the output ends. Dropped unfinished (the client went
+/// away), it releases the reservation and records the action as abandoned.
+#[derive(Debug)]
+#[must_use = "finish the road when the output ends"]
+pub struct Open {
+    state: AppState,
+    kind: Kind,
+    grant: Option<Grant>,
+    correlation: CorrelationId,
+    trail: Trail,
+    subject: String,
+    done: bool,
+}
+
+impl Open {
+    /// Settles what the action consumed and appends its record; the trail of the whole road.
+    pub async fn finish(mut self, actual: Actual, event: Event) -> Trail {
+        if self.kind.crosses(Stage::Settle) {
+            self.trail.push(Stage::Settle);
+            if let Some(grant) = self.grant.take() {
+                super::settle(&self.state, grant, &actual, &self.correlation).await;
+            }
+        }
+        self.trail.push(Stage::Record);
+        // The output was delivered as it ran: its record can no longer change the outcome.
+        self.state
+            .events
+            .emit_best_effort(event.correlation(self.correlation.as_str()))
+            .await;
+        self.done = true;
+        self.trail
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(
+                kind = self.kind.as_str(),
+                "an open action ended outside the runtime"
+            );
+            return;
+        };
+        let state = self.state.clone();
+        let grant = self.grant.take();
+        let correlation = self.correlation.clone();
+        let event = Event::new(self.kind.as_str(), Decision::Deny, "abandoned")
+            .subject(std::mem::take(&mut self.subject))
+            .correlation(correlation.as_str());
+        runtime.spawn(async move {
+            if let Some(grant) = grant {
+                super::release(&state, grant, &correlation).await;
+            }
+            state.events.emit_best_effort(event).await;
+        });
+    }
 }
 
 /// An action the road stopped, and where.
@@ -277,9 +393,10 @@ pub struct Stopped {
 
 /// Runs `action` for `identified` down the road: gate in, validate, sanitize in, limit, approve,
 /// execute, gate out, sanitize out, settle, record (the stages its kind crosses, in that order).
-/// Any refusal ends the road: it is recorded (the front's record, best effort: nothing ran) and
-/// returned. The admission record (the gate's decisions) is durable before the executor runs, or
-/// the action is refused with `store_unavailable`; the outcome record and the gate-out decisions
+/// Any refusal ends the road: it is recorded (the front's record with the decisions made so far,
+/// best effort: nothing ran) and returned. The admission record (the gate's decisions and the
+/// front's [`Front::admission`]) is durable in one group commit before the executor runs, or the
+/// action is refused with `store_unavailable`; the outcome record and the gate-out decisions
 /// share one group commit, and an outcome that cannot be recorded is refused too.
 pub async fn run<F: Front>(
     state: &AppState,
@@ -290,48 +407,71 @@ pub async fn run<F: Front>(
 ) -> Result<Ran<F::Output>, Stopped> {
     let kind = action.kind;
     let mut trail = Trail::default();
-    // `identified` can only come from `pipeline::identify`, which checked the kill switch.
+    // `identified` can only come from `pipeline::identify` (or, for the DNS guard, the anonymous
+    // subject after its kill-switch check), which checked the kill switch.
     trail.push(Stage::Identify);
 
     trail.push(Stage::GateIn);
-    if let Err(refusal) = gate(state, identified, &action, &*front, correlation).await {
-        return Err(Stopped { refusal, trail });
-    }
+    let mut admitted = match gate(state, identified, &action, &*front, correlation).await {
+        Ok(decided) => decided,
+        Err(refusal) => return Err(Stopped { refusal, trail }),
+    };
     if kind.crosses(Stage::Validate) {
         trail.push(Stage::Validate);
-        if let Err(refusal) = front.validate(&action) {
-            return Err(stop(state, front, refusal, trail, correlation).await);
+        if let Err(refusal) = front.validate(&action).await {
+            return Err(stop(state, front, admitted, refusal, trail, correlation).await);
         }
     }
     if kind.crosses(Stage::SanitizeIn) {
         trail.push(Stage::SanitizeIn);
         if let Err(refusal) = front.sanitize_in() {
-            return Err(stop(state, front, refusal, trail, correlation).await);
+            return Err(stop(state, front, admitted, refusal, trail, correlation).await);
         }
     }
     let mut grant = None;
     if kind.crosses(Stage::Limit) {
         trail.push(Stage::Limit);
-        let limited = match &action.metered {
-            Some(metered) => super::limit(state, identified, metered, correlation)
-                .await
-                .map_err(|err| Refusal::from_api(Stage::Limit, err)),
-            None => {
-                tracing::error!(
-                    kind = kind.as_str(),
-                    "a metered kind came without its meter"
-                );
-                Err(Refusal::new(Stage::Limit, ErrorCode::Internal, "unmetered"))
-            }
-        };
-        match limited {
+        match limit(
+            state,
+            identified,
+            &action,
+            &*front,
+            &mut admitted,
+            correlation,
+        )
+        .await
+        {
             Ok(granted) => grant = Some(granted),
-            Err(refusal) => return Err(stop(state, front, refusal, trail, correlation).await),
+            Err(refusal) => {
+                return Err(stop(state, front, admitted, refusal, trail, correlation).await);
+            }
         }
     }
     if kind.crosses(Stage::Approve) {
         // Approvals by risk tier land here; until then every tier passes.
         trail.push(Stage::Approve);
+    }
+
+    // INVARIANT (durable-allow): nothing runs before its admission is durable.
+    let admission = front
+        .admission()
+        .map(|e| e.correlation(correlation.as_str()));
+    let (gates_recorded, admission_recorded) = tokio::join!(record_all(state, admitted), async {
+        match admission {
+            Some(event) => state.events.emit(event).await.is_ok(),
+            None => true,
+        }
+    });
+    if !gates_recorded || !admission_recorded {
+        if let Some(grant) = grant {
+            super::release(state, grant, correlation).await;
+        }
+        let refusal = Refusal::new(
+            Stage::Execute,
+            ErrorCode::StoreUnavailable,
+            "store_unavailable",
+        );
+        return Err(stop(state, front, Vec::new(), refusal, trail, correlation).await);
     }
 
     trail.push(Stage::Execute);
@@ -345,11 +485,9 @@ pub async fn run<F: Front>(
             if let Some(grant) = grant {
                 super::release(state, grant, correlation).await;
             }
-            return Err(stop(state, front, refusal, trail, correlation).await);
+            return Err(stop(state, front, Vec::new(), refusal, trail, correlation).await);
         }
     };
-    // The action ran: its cost is settled whatever the answer turns out to be.
-    let actual = front.actual(&output);
 
     let mut gate_out = Vec::new();
     let mut denied_out = None;
@@ -371,6 +509,8 @@ pub async fn run<F: Front>(
             }
         }
     }
+    // The action ran: its cost is settled whatever the answer turns out to be.
+    let actual = front.actual(&output);
     let outcome = match denied_out {
         Some(err) => Err(Refusal::from_api(Stage::GateOut, err)),
         None if kind.crosses(Stage::SanitizeOut) => {
@@ -379,6 +519,39 @@ pub async fn run<F: Front>(
         }
         None => Ok(output),
     };
+    if let Ok(output) = &outcome
+        && front.ends_later(output)
+    {
+        // A stream: its gate-out decisions are durable before its first byte; settle and record
+        // wait for its end.
+        if !record_all(state, gate_out).await {
+            if let Some(grant) = grant {
+                super::release(state, grant, correlation).await;
+            }
+            let refusal = Refusal::new(
+                Stage::GateOut,
+                ErrorCode::StoreUnavailable,
+                "store_unavailable",
+            );
+            return Err(stop(state, front, Vec::new(), refusal, trail, correlation).await);
+        }
+        let open = Open {
+            state: state.clone(),
+            kind,
+            grant,
+            correlation: correlation.clone(),
+            trail,
+            subject: identified.agent.id.clone(),
+            done: false,
+        };
+        return outcome
+            .map(|output| Ran {
+                output,
+                trail,
+                open: Some(open),
+            })
+            .map_err(|refusal| Stopped { refusal, trail });
+    }
     if kind.crosses(Stage::Settle) {
         trail.push(Stage::Settle);
         if let Some(held) = grant.take() {
@@ -405,16 +578,21 @@ pub async fn run<F: Front>(
         outcome => outcome,
     };
     match outcome {
-        Ok(output) => Ok(Ran { output, trail }),
+        Ok(output) => Ok(Ran {
+            output,
+            trail,
+            open: None,
+        }),
         Err(refusal) => Err(Stopped { refusal, trail }),
     }
 }
 
-/// Ends the road before anything ran: the front's record of the refusal (best effort: the
-/// action is refused whether or not the record lands).
+/// Ends the road before anything ran: the front's record of the refusal, with the decisions
+/// made so far (best effort: the action is refused whether or not they land).
 async fn stop<F: Front>(
     state: &AppState,
     front: &F,
+    decided: Vec<Decided>,
     refusal: Refusal,
     trail: Trail,
     correlation: &CorrelationId,
@@ -422,23 +600,25 @@ async fn stop<F: Front>(
     let event = front
         .record(Decision::Deny, &refusal.reason)
         .correlation(correlation.as_str());
-    state.events.emit_best_effort(event).await;
+    let _ = tokio::join!(
+        record_all(state, decided),
+        state.events.emit_best_effort(event)
+    );
     Stopped { refusal, trail }
 }
 
-/// Gate in: every key with the action's context, in order up to the first deny. The decisions
-/// made share one group commit; an allow that cannot be recorded refuses (`store_unavailable`).
-/// A deny is recorded together with the front's record of the refusal, so a refused action costs
-/// one durable write, as a missing one does (no timing tells them apart).
+/// Gate in: every key with the action's context, in order up to the first deny. A deny is
+/// recorded at once together with the front's record of the refusal (one group commit, as an
+/// admitted action's records are, so no timing tells them apart). The allows are returned
+/// unrecorded: they join the admission record before execute.
 async fn gate<F: Front>(
     state: &AppState,
     identified: &Identified,
     action: &Action,
     front: &F,
     correlation: &CorrelationId,
-) -> Result<(), Refusal> {
+) -> Result<Vec<Decided>, Refusal> {
     let mut decided = Vec::with_capacity(action.gates_in.len());
-    let mut denied = None;
     for key in &action.gates_in {
         let decision = super::decide(
             state,
@@ -448,28 +628,73 @@ async fn gate<F: Front>(
             action.context.clone(),
             correlation,
         );
-        denied = decision.refusal();
+        let denied = decision.refusal();
         decided.push(decision);
-        if denied.is_some() {
-            break;
-        }
-    }
-    match denied {
-        Some(err) => {
+        if let Some(err) = denied {
             let refusal = Refusal::from_api(Stage::GateIn, err);
             let event = front
                 .record(Decision::Deny, &refusal.reason)
                 .correlation(correlation.as_str());
             // The request is refused whether or not these land.
             let _ = tokio::join!(record_all(state, decided), state.events.emit(event));
+            return Err(refusal);
+        }
+    }
+    Ok(decided)
+}
+
+/// Limit: rates and the budget reservation of the front's meter. A model the budget downgrades
+/// to is called only when the policy allows it to this agent, like the model asked for
+/// (`llm:model:<downgrade>`, decided here and recorded with the admission).
+async fn limit<F: Front>(
+    state: &AppState,
+    identified: &Identified,
+    action: &Action,
+    front: &F,
+    admitted: &mut Vec<Decided>,
+    correlation: &CorrelationId,
+) -> Result<Grant, Refusal> {
+    let Some(metered) = front.meter() else {
+        tracing::error!(
+            kind = action.kind.as_str(),
+            "a metered kind came without its meter"
+        );
+        return Err(Refusal::new(Stage::Limit, ErrorCode::Internal, "unmetered"));
+    };
+    let grant = super::limit(state, identified, &metered, correlation)
+        .await
+        .map_err(|err| Refusal::from_api(Stage::Limit, err))?;
+    if !grant.downgraded() {
+        return Ok(grant);
+    }
+    let model = grant.model().unwrap_or_default().to_owned();
+    // INVARIANT (downgrade-gated): the downgrade model crosses the same gate as the one asked for.
+    let denied = match GateKey::parse(&format!("llm:model:{model}")) {
+        Ok(key) => {
+            let decided = super::decide(
+                state,
+                identified,
+                key,
+                model,
+                action.context.clone(),
+                correlation,
+            );
+            let denied = decided.refusal();
+            admitted.push(decided);
+            denied.map(|err| Refusal::from_api(Stage::Limit, err))
+        }
+        Err(_) => Some(Refusal::new(
+            Stage::Limit,
+            ErrorCode::Internal,
+            "llm_model_unknown",
+        )),
+    };
+    match denied {
+        Some(refusal) => {
+            super::release(state, grant, correlation).await;
             Err(refusal)
         }
-        None if record_all(state, decided).await => Ok(()),
-        None => Err(Refusal::new(
-            Stage::GateIn,
-            ErrorCode::StoreUnavailable,
-            "store_unavailable",
-        )),
+        None => Ok(grant),
     }
 }
 
