@@ -50,8 +50,8 @@ pub fn own_values(vault: &Vault) -> HashSet<String> {
         .collect()
 }
 
-/// Restores and redacts every string under `choices` of a whole chat response in place;
-/// returns how many secrets were redacted.
+/// Restores and redacts every string and object key under `choices` of a whole chat response in
+/// place; returns how many secrets were redacted.
 pub fn restore_response(
     value: &mut Value,
     vault: &Vault,
@@ -72,11 +72,79 @@ pub fn restore_response(
                 *text = clean;
             }
             Value::Array(items) => stack.extend(items.iter_mut()),
-            Value::Object(object) => stack.extend(object.values_mut()),
+            Value::Object(object) => {
+                n_redacted += clean_keys(object, vault, redactor, own)?;
+                stack.extend(object.values_mut());
+            }
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
     }
     Ok(n_redacted)
+}
+
+/// Restores and redacts the object keys at every depth of `value`; returns how many secrets
+/// were redacted.
+fn clean_all_keys(
+    value: &mut Value,
+    vault: &Vault,
+    redactor: &Redactor,
+    own: &HashSet<String>,
+) -> Result<usize, RedactError> {
+    let mut n_redacted = 0;
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Array(items) => stack.extend(items.iter_mut()),
+            Value::Object(object) => {
+                n_redacted += clean_keys(object, vault, redactor, own)?;
+                stack.extend(object.values_mut());
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+        }
+    }
+    Ok(n_redacted)
+}
+
+/// Restores and redacts the keys of `object` (a provider may put a secret in a key, too); keys
+/// that become equal are told apart with `#2`, `#3`, ...
+fn clean_keys(
+    object: &mut Map<String, Value>,
+    vault: &Vault,
+    redactor: &Redactor,
+    own: &HashSet<String>,
+) -> Result<usize, RedactError> {
+    let mut n_redacted = 0;
+    let mut cleaned = Vec::with_capacity(object.len());
+    for key in object.keys() {
+        let restored = restore(vault, key);
+        let (clean, n) = redactor.redact_from(&restored, 0, &|v| own.contains(v))?;
+        n_redacted += n;
+        cleaned.push(clean);
+    }
+    if object.keys().zip(&cleaned).all(|(key, clean)| key == clean) {
+        return Ok(n_redacted);
+    }
+    let old = std::mem::take(object);
+    for (clean, (_, item)) in cleaned.into_iter().zip(old) {
+        let key = distinct_key(clean, object);
+        object.insert(key, item);
+    }
+    Ok(n_redacted)
+}
+
+/// `key` made distinct from every key in `taken` by a `#n` suffix (n from 2).
+fn distinct_key(key: String, taken: &Map<String, Value>) -> String {
+    if !taken.contains_key(&key) {
+        return key;
+    }
+    let mut n: u64 = 2;
+    loop {
+        let candidate = format!("{key}#{n}");
+        if !taken.contains_key(&candidate) {
+            return candidate;
+        }
+        n = n.saturating_add(1);
+    }
 }
 
 /// One streamed text (a choice's content, or one tool call's arguments): restores synthetic
@@ -290,6 +358,8 @@ impl ChatStream {
                 self.whole_strings(value)?;
             }
         }
+        // Keys at any depth are the provider's text too.
+        self.n_redacted += clean_all_keys(&mut event, &self.vault, &self.redactor, &self.own)?;
         Ok(event.to_string())
     }
 

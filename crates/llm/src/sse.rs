@@ -39,6 +39,12 @@ impl SseParser {
             let (head, tail) = rest.split_at(pos);
             self.line.extend_from_slice(head);
             rest = tail.get(1..).unwrap_or_default();
+            // INVARIANT (chunking-blind): a complete line is held to the same limit as a partial
+            // one (both counted with any `\r`), so the answer never depends on how the bytes
+            // were split.
+            if self.line.len() > self.limit {
+                return Err(SseError::TooLarge { limit: self.limit });
+            }
             if self.line.last() == Some(&b'\r') {
                 self.line.pop();
             }
@@ -131,5 +137,11 @@ mod tests {
         assert!(parser.push(b"data: tail").unwrap().is_empty());
         assert_eq!(parser.finish().unwrap().as_deref(), Some("tail"));
         assert_eq!(encode("{}"), "data: {}\n\n");
+        // A long line is refused whether it arrives whole or in pieces.
+        let mut parser = SseParser::new(8);
+        assert_eq!(
+            parser.push(b": 0123456789\n\n"),
+            Err(SseError::TooLarge { limit: 8 })
+        );
     }
 }

@@ -172,3 +172,18 @@ fn whole_responses_are_restored_and_scrubbed() {
         })
     );
 }
+
+#[test]
+fn secrets_in_object_keys_are_redacted_too() {
+    let (_, vault) = sanitized(PROMPT);
+    let mut rewriter = ChatStream::new(vault.clone(), redactor());
+    let event = json!({"configured-provider-key-1": 1, "configured-provider-key-1x": 2,
+        "choices": [{"index": 0, "delta": {"content": "a ", "configured-provider-key-1": "v"}}]});
+    let out = rewriter.event(&event.to_string()).unwrap();
+    assert!(!out.contains("configured-provider-key-1"), "{out}");
+    assert!(out.contains("\"[REDACTED_SECRET]x\":2"), "{out}");
+    let mut response = json!({"choices": [{"message": {"configured-provider-key-1": "v"}}]});
+    let own = own_values(&vault);
+    restore_response(&mut response, &vault, &redactor(), &own).unwrap();
+    assert_eq!(response["choices"][0]["message"]["[REDACTED_SECRET]"], "v");
+}
