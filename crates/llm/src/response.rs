@@ -352,9 +352,10 @@ impl ChatStream {
                 self.choice(position, choice)?;
             }
         }
-        // Anything outside `choices` (ids, usage, fingerprints) is restored whole.
+        // Anything outside `choices` (ids, usage, fingerprints), and `choices` when it is not a
+        // list, is restored whole.
         for (key, value) in frame.iter_mut() {
-            if key != "choices" {
+            if key != "choices" || !value.is_array() {
                 self.whole_strings(value)?;
             }
         }
@@ -394,6 +395,9 @@ impl ChatStream {
     }
 
     fn choice(&mut self, position: usize, choice: &mut Value) -> Result<(), StreamError> {
+        if !choice.is_object() {
+            return self.whole_strings(choice);
+        }
         let index = choice
             .get("index")
             .and_then(Value::as_u64)
@@ -426,30 +430,25 @@ impl ChatStream {
                     }
                 }
             }
+            // Everything not streamed above is restored whole.
             for (key, value) in delta.iter_mut() {
-                if !matches!(
-                    key.as_str(),
-                    "content" | "refusal" | "reasoning_content" | "tool_calls"
-                ) {
-                    self.whole_strings(value)?;
-                }
-            }
-            if let Some(Value::Array(calls)) = delta.get_mut("tool_calls") {
-                for call in calls {
-                    if let Value::Object(call) = call {
-                        for (key, value) in call.iter_mut() {
-                            if key != "function" {
-                                self.whole_strings(value)?;
-                            }
-                        }
-                        if let Some(Value::Object(function)) = call.get_mut("function") {
-                            for (key, value) in function.iter_mut() {
-                                if key != "arguments" {
-                                    self.whole_strings(value)?;
-                                }
-                            }
+                match (key.as_str(), value) {
+                    ("content" | "refusal" | "reasoning_content", Value::String(_)) => {}
+                    ("tool_calls", Value::Array(calls)) => {
+                        for call in calls {
+                            self.call_fields(call)?;
                         }
                     }
+                    (_, value) => self.whole_strings(value)?,
+                }
+            }
+        }
+        // Everything else of the choice (`logprobs`, fields of newer APIs), and a `delta` that
+        // is not an object, is restored whole.
+        if let Value::Object(fields) = choice {
+            for (key, value) in fields.iter_mut() {
+                if key != "delta" || !value.is_object() {
+                    self.whole_strings(value)?;
                 }
             }
         }
@@ -474,6 +473,26 @@ impl ChatStream {
                 if let Value::Object(delta) = delta {
                     append_slot(delta, key.1, &text);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The fields of a streamed tool call but its `function.arguments` text, restored whole.
+    fn call_fields(&mut self, call: &mut Value) -> Result<(), StreamError> {
+        let Value::Object(call) = call else {
+            return self.whole_strings(call);
+        };
+        for (key, value) in call.iter_mut() {
+            match (key.as_str(), value) {
+                ("function", Value::Object(function)) => {
+                    for (key, value) in function.iter_mut() {
+                        if key != "arguments" || !value.is_string() {
+                            self.whole_strings(value)?;
+                        }
+                    }
+                }
+                (_, value) => self.whole_strings(value)?,
             }
         }
         Ok(())

@@ -187,3 +187,23 @@ fn secrets_in_object_keys_are_redacted_too() {
     restore_response(&mut response, &vault, &redactor(), &own).unwrap();
     assert_eq!(response["choices"][0]["message"]["[REDACTED_SECRET]"], "v");
 }
+
+#[test]
+fn secrets_outside_the_streamed_texts_are_redacted() {
+    let (_, vault) = sanitized(PROMPT);
+    let key = "configured-provider-key-1";
+    let events = [
+        json!({"choices": [{"index": 0, "logprobs": {"content": [{"token": key}]}}]}),
+        json!({"choices": [{"index": 0, "delta": {"content": {"text": key}}}]}),
+        json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"function": {"arguments": [key]}}]}}]}),
+        json!({"choices": [{"index": 0, "delta": {"tool_calls": [key]}}]}),
+        json!({"choices": [{"index": 0, "delta": key}]}),
+        json!({"choices": [key]}),
+        json!({"choices": {"0": key}}),
+    ];
+    for event in events {
+        let mut rewriter = ChatStream::new(vault.clone(), redactor());
+        let out = rewriter.event(&event.to_string()).unwrap();
+        assert!(!out.contains(key), "{out}");
+    }
+}
