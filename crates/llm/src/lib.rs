@@ -17,6 +17,8 @@
 //!   synthetic value nor a secret split across chunks slips through.
 //! - Payload values never appear in errors or `Debug` output.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod request;
 pub mod response;
 pub mod sse;
