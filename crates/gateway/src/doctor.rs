@@ -1,16 +1,25 @@
 //! `portcullis doctor`: audits the hardening checklist and reports pass/warn/fail per item.
 //!
-//! [`audit`] is a pure function of the configuration and [`HostFacts`]; [`HostFacts::gather`]
-//! does the reading, so the checks are testable without touching the machine.
+//! [`audit`] is a function of the configuration (and the Cedar files it names, read as `config
+//! check` reads them) and [`HostFacts`]; [`HostFacts::gather`] does the reading of the machine,
+//! so the checks are testable without touching it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use jiff::Timestamp;
+use portcullis_core::request::RequestContext;
+use portcullis_core::{Clock as _, GateKey, Request};
+use portcullis_netpolicy::EgressPolicy;
+use portcullis_policy::PolicyEngine;
 use serde::Serialize;
 
 use crate::admin::RateLimit;
 use crate::config::{Config, parse_sha256_hex};
 use crate::server::ADMIN_TOKEN_FILE;
+
+/// The name the `dns_guard` check asks about, as the DNS guard would for a client.
+pub const DNS_SAMPLE_HOST: &str = "example.com";
 
 /// The outcome of one check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -43,6 +52,8 @@ pub struct HostFacts {
     pub generated_admin_token: bool,
     /// The hard open-file limit: what `serve` raises its soft limit to at start.
     pub fd_hard_limit: Option<u64>,
+    /// When the checks run (policy is decided at this instant).
+    pub now: Timestamp,
 }
 
 impl HostFacts {
@@ -56,6 +67,7 @@ impl HostFacts {
             loose_files,
             generated_admin_token: data_dir.join(ADMIN_TOKEN_FILE).is_file(),
             fd_hard_limit: fd_hard_limit(),
+            now: portcullis_core::SystemClock.now(),
         }
     }
 }
@@ -248,6 +260,8 @@ pub fn audit(config: &Config, facts: &HostFacts) -> Vec<Check> {
         ),
     }
 
+    audit_dns_guard(config, facts.now, &mut check);
+
     let unmatched_rules = crate::config::mcp::rule_warnings(config);
     if unmatched_rules.is_empty() {
         check(
@@ -346,6 +360,103 @@ fn audit_listener(
     );
 }
 
+/// The DNS guard decides every answer as `@anonymous`, whom no allowlist names: without a Cedar
+/// `permit` for it, it refuses every name.
+fn audit_dns_guard(
+    config: &Config,
+    now: Timestamp,
+    check: &mut impl FnMut(&'static str, Status, String),
+) {
+    if config.egress.dns_bind.is_empty() {
+        check(
+            "dns_guard",
+            Status::Pass,
+            "the DNS guard is off (egress.dns_bind is empty)".into(),
+        );
+        return;
+    }
+    let engine = match crate::policy::build_from_config(config) {
+        Ok((_, engine)) => engine,
+        Err(issues) => {
+            check(
+                "dns_guard",
+                Status::Warn,
+                format!(
+                    "the policy does not load ({} problems; run `portcullis config check`), so \
+                     what the DNS guard answers is unknown",
+                    issues.len()
+                ),
+            );
+            return;
+        }
+    };
+    match anonymous_may_resolve(config, &engine, now) {
+        Some(true) => check(
+            "dns_guard",
+            Status::Pass,
+            format!(
+                "the policy permits `@anonymous` to resolve names (sample \
+                 `net:host:{DNS_SAMPLE_HOST}`)"
+            ),
+        ),
+        Some(false) => check(
+            "dns_guard",
+            Status::Warn,
+            "the DNS guard refuses every name: no Cedar policy permits `@anonymous`; add \
+             `permit (principal == Portcullis::Agent::\"@anonymous\", action in \
+             [Portcullis::Action::\"net:host\", Portcullis::Action::\"net:domain\"], resource);` to \
+             a file of policy.cedar_files (docs/EGRESS.md), or set egress.dns_bind = \"\" to turn \
+             the guard off"
+                .into(),
+        ),
+        None => check(
+            "dns_guard",
+            Status::Warn,
+            "the [egress] section does not load (run `portcullis config check`), so what the DNS \
+             guard answers is unknown"
+                .into(),
+        ),
+    }
+}
+
+/// Whether `engine` allows every `net:*` key of a DNS question for [`DNS_SAMPLE_HOST`] to the
+/// anonymous subject of no project or of a project of `egress.dns_clients`: a dry run (no
+/// event, no quota use), decided as the guard decides. `None` when `[egress]` does not compile.
+pub fn anonymous_may_resolve(
+    config: &Config,
+    engine: &PolicyEngine,
+    now: Timestamp,
+) -> Option<bool> {
+    let egress = EgressPolicy::from_config(&config.egress).ok()?;
+    let host = portcullis_netpolicy::host::parse_host(DNS_SAMPLE_HOST).ok()?;
+    let keys = egress.gate_keys(&host, None);
+    let actions: Vec<GateKey> = keys
+        .keys
+        .iter()
+        .map(|key| GateKey::parse(key).ok())
+        .collect::<Option<_>>()?;
+    let state = crate::egress::offline_policy_state();
+    let mut projects: Vec<Option<String>> = vec![None];
+    projects.extend(config.egress.dns_clients.values().cloned().map(Some));
+    projects.sort();
+    projects.dedup();
+    Some(projects.into_iter().any(|project| {
+        let subject = crate::egress::anonymous_subject(project);
+        actions.iter().all(|action| {
+            let request = Request {
+                subject: subject.clone(),
+                action: action.clone(),
+                resource: keys.host.clone(),
+                context: RequestContext {
+                    arguments: serde_json::json!({ "surface": "dns" }),
+                    ..RequestContext::default()
+                },
+            };
+            crate::policy::explain(engine, &state, &request, &[], now).is_allow()
+        })
+    }))
+}
+
 #[cfg(unix)]
 fn fd_hard_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum
@@ -413,6 +524,7 @@ mod tests {
             loose_files: Vec::new(),
             generated_admin_token: true,
             fd_hard_limit: Some(1_048_576),
+            now: "2026-01-02T03:04:05Z".parse().unwrap(),
         }
     }
 
@@ -506,5 +618,61 @@ mod tests {
         let mut slow = Config::default();
         slow.server.idle_timeout = crate::config::ConfigDuration::from_secs(3600);
         check(&slow, &facts(), "slow_clients", Status::Warn);
+    }
+
+    /// `config` with `cedar` as its one Cedar file (in `dir`).
+    fn with_cedar(dir: &Path, cedar: &str, dns_clients: &[(&str, &str)]) -> Config {
+        let path = dir.join("dns.cedar");
+        std::fs::write(&path, cedar).unwrap();
+        let mut config = Config::default();
+        config.policy.cedar_files = vec![path];
+        config.egress.dns_clients = dns_clients
+            .iter()
+            .map(|(cidr, project)| ((*cidr).to_owned(), (*project).to_owned()))
+            .collect();
+        config
+    }
+
+    const PERMIT: &str = r#"permit (principal == Portcullis::Agent::"@anonymous", action in [Portcullis::Action::"net:host", Portcullis::Action::"net:domain"], resource);"#;
+    const PERMIT_WEB: &str = r#"permit (principal == Portcullis::Agent::"@anonymous", action in [Portcullis::Action::"net:host", Portcullis::Action::"net:domain"], resource) when { principal has project && principal.project == "web" };"#;
+    const PERMIT_HOST_ONLY: &str = r#"permit (principal == Portcullis::Agent::"@anonymous", action == Portcullis::Action::"net:host", resource);"#;
+    const PERMIT_AGENTS: &str =
+        r#"permit (principal, action, resource) when { principal has project };"#;
+
+    #[test]
+    fn dns_guard_without_a_permit_for_anonymous_warns() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::default();
+        assert!(
+            !config.egress.dns_bind.is_empty(),
+            "the guard is on by default"
+        );
+        check(&config, &facts(), "dns_guard", Status::Warn);
+        let detail = audit(&config, &facts())
+            .into_iter()
+            .find(|c| c.id == "dns_guard")
+            .unwrap()
+            .detail;
+        assert!(
+            detail.contains("@anonymous") && detail.contains("permit"),
+            "{detail}"
+        );
+        assert!(!detail.contains('\n'), "one line: {detail}");
+        let mut off = Config::default();
+        off.egress.dns_bind = String::new();
+        check(&off, &facts(), "dns_guard", Status::Pass);
+        for (cedar, clients, expected) in [
+            (PERMIT, &[][..], Status::Pass),
+            (PERMIT_WEB, &[][..], Status::Warn),
+            (PERMIT_WEB, &[("10.1.0.0/24", "web")][..], Status::Pass),
+            (PERMIT_HOST_ONLY, &[][..], Status::Warn),
+            (PERMIT_AGENTS, &[][..], Status::Warn),
+        ] {
+            let config = with_cedar(dir.path(), cedar, clients);
+            check(&config, &facts(), "dns_guard", expected);
+        }
+        let mut denied = with_cedar(dir.path(), PERMIT, &[]);
+        denied.policy.deny = vec![portcullis_core::GatePattern::parse("net:*").unwrap()];
+        check(&denied, &facts(), "dns_guard", Status::Warn);
     }
 }
