@@ -25,9 +25,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use portcullis_core::{ErrorCode, SystemClock};
 use portcullis_egress::{
-    Caller, CloseRecord, Credential, DecisionRecord, EgressEvents, EgressGate, FixtureResolver,
-    GateRequest, PolicyHandle, ProxyAuth, ProxyDeps, ProxyLimits, RecordError, StaticLeases,
-    run_proxy,
+    Caller, CloseRecord, Credential, DecisionRecord, EgressAction, EgressEvents, EgressRoad,
+    EgressSteps, FixtureResolver, Leave, OpenEnd, PolicyHandle, ProxyAuth, ProxyDeps, ProxyLimits,
+    RecordError, Refused, StaticLeases, run_proxy,
 };
 use portcullis_netpolicy::{DnsFixture, EgressConfig, EgressPolicy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -109,7 +109,9 @@ async fn origin(flags: &HashMap<String, String>) {
 }
 
 #[derive(Debug)]
-struct BenchAuth;
+struct BenchAuth {
+    road: Arc<OpenRoad>,
+}
 
 #[async_trait]
 impl ProxyAuth for BenchAuth {
@@ -119,7 +121,7 @@ impl ProxyAuth for BenchAuth {
                 Some(Caller {
                     agent: AGENT.into(),
                     project: None,
-                    gate: Arc::new(OpenGate),
+                    road: self.road.clone(),
                 })
             }
             _ => None,
@@ -127,14 +129,39 @@ impl ProxyAuth for BenchAuth {
     }
 }
 
-/// The bench measures the proxy alone: its policy gate allows every key.
+/// The bench measures the proxy alone: its road allows every key and writes the records to
+/// the counting events (the gateway's road adds the policy engine and the ledger).
 #[derive(Debug)]
-struct OpenGate;
+struct OpenRoad {
+    events: Arc<CountingEvents>,
+}
 
 #[async_trait]
-impl EgressGate for OpenGate {
-    async fn decide(&self, _request: GateRequest<'_>) -> Result<(), ErrorCode> {
-        Ok(())
+impl EgressRoad for OpenRoad {
+    async fn run(
+        &self,
+        _action: EgressAction<'_>,
+        steps: &mut dyn EgressSteps,
+    ) -> Result<Option<Box<dyn OpenEnd>>, Refused> {
+        steps.validate().await?;
+        if let Some(record) = steps.admission() {
+            self.events
+                .decision(record)
+                .await
+                .map_err(|_| Refused::code(ErrorCode::StoreUnavailable))?;
+        }
+        steps.execute(Leave::admitted()).await?;
+        Ok(Some(Box::new(CountedEnd(Arc::clone(&self.events)))))
+    }
+}
+
+#[derive(Debug)]
+struct CountedEnd(Arc<CountingEvents>);
+
+#[async_trait]
+impl OpenEnd for CountedEnd {
+    async fn finish(self: Box<Self>, record: CloseRecord) {
+        self.0.close(record).await;
     }
 }
 
@@ -166,10 +193,15 @@ async fn proxy(flags: &HashMap<String, String>) {
     let policy = EgressPolicy::from_config(&config).unwrap();
     let fixture = DnsFixture::parse(flag(flags, "fixture")).unwrap();
     let listener = TcpListener::bind(flag(flags, "bind")).await.unwrap();
+    let events = Arc::new(CountingEvents::default());
     let deps = ProxyDeps {
         policy: Arc::new(PolicyHandle::new(policy)),
-        auth: Arc::new(BenchAuth),
-        events: Arc::new(CountingEvents::default()),
+        auth: Arc::new(BenchAuth {
+            road: Arc::new(OpenRoad {
+                events: Arc::clone(&events),
+            }),
+        }),
+        events,
         resolver: Arc::new(FixtureResolver::new(fixture)),
         leases: Arc::new(StaticLeases::default()),
         clock: Arc::new(SystemClock),

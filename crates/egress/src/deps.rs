@@ -1,5 +1,6 @@
 //! What the gateway plugs into the proxy and the DNS guard: identity, events, leases, policy.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -8,91 +9,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use portcullis_core::clock::Clock;
 use portcullis_core::error::ErrorCode;
-use portcullis_netpolicy::{EgressPolicy, GateKeys, Lease};
+use portcullis_netpolicy::{EgressPolicy, Lease};
 
 use crate::live::LiveConnections;
 use crate::resolver::Resolver;
+use crate::road::EgressRoad;
 
-/// An authenticated agent, its project, and the policy gate that decides for it.
+/// An authenticated agent, its project, and the road its actions cross.
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub agent: String,
     pub project: Option<String>,
-    /// Decides this caller's `net:*` gate keys (the gateway's policy engine, for this agent).
-    pub gate: Arc<dyn EgressGate>,
+    /// Runs this caller's actions down the gateway's road (its policy engine, for this agent).
+    pub road: Arc<dyn EgressRoad>,
 }
 
-/// What the policy engine is asked about one target, after the posture allowed it.
-#[derive(Clone, Copy, Debug)]
-pub struct GateRequest<'a> {
-    pub surface: Surface,
-    /// The project the decision is for: the agent's, or for the DNS guard the client's
-    /// (`egress.dns_clients`), `None` when unmapped.
-    pub project: Option<&'a str>,
-    /// The canonical host (the request's resource) and its `net:*` keys, all of which must allow.
-    pub keys: &'a GateKeys,
-    /// From `X-Request-Id` when well formed; the gateway generates one otherwise.
-    pub correlation_id: Option<&'a str>,
-}
-
-/// The gateway's policy engine, asked after the posture check: every key of the target must
-/// allow (a deny from any layer wins over the posture's allow rules and leases). Each decision
-/// is recorded by the gateway; an allow that cannot be recorded durably is refused.
-#[async_trait]
-pub trait EgressGate: Send + Sync + fmt::Debug {
-    /// `Ok(())` when every key allows and the decisions are recorded; else the registry code to
-    /// refuse with (`policy_denied`, `rate_limited`, `policy_error`, `killswitch_engaged`,
-    /// `store_unavailable`).
-    async fn decide(&self, request: GateRequest<'_>) -> Result<(), ErrorCode>;
-
-    /// [`EgressGate::decide`] without waiting for the records: the decisions are made now and
-    /// recorded when the returned [`PendingRecords`] is committed, which the proxy does together
-    /// with its egress decision record, so an admitted connection waits on one group commit.
-    /// The default decides and records at once, leaving nothing pending.
-    async fn decide_deferred(
-        &self,
-        request: GateRequest<'_>,
-    ) -> (Result<(), ErrorCode>, PendingRecords) {
-        (self.decide(request).await, PendingRecords::none())
-    }
-}
-
-/// Decision records not yet written; [`PendingRecords::commit`] writes them.
-pub struct PendingRecords(Option<RecordWrite>);
-
-/// The write of pending records.
-type RecordWrite =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RecordError>> + Send>>;
-
-impl PendingRecords {
-    /// Nothing to write.
-    pub fn none() -> Self {
-        Self(None)
-    }
-
-    /// `write` writes the records; `Err` when an allow among them is not durable.
-    pub fn new(
-        write: impl std::future::Future<Output = Result<(), RecordError>> + Send + 'static,
-    ) -> Self {
-        Self(Some(Box::pin(write)))
-    }
-
-    /// Writes the records.
-    pub async fn commit(self) -> Result<(), RecordError> {
-        match self.0 {
-            Some(write) => write.await,
-            None => Ok(()),
-        }
-    }
-}
-
-impl fmt::Debug for PendingRecords {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("PendingRecords")
-            .field(&self.0.is_some())
-            .finish()
-    }
-}
+/// The subject of DNS-guard decisions: DNS carries no credential, so the guard decides as this
+/// anonymous subject of the client's project. Agent ids cannot hold `@`, so no agent is it.
+pub const ANONYMOUS: &str = "@anonymous";
 
 /// An egress record that could not be made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -189,8 +123,8 @@ pub struct RecordHead {
 pub struct DecisionRecord {
     pub head: RecordHead,
     pub allow: bool,
-    /// A stable reason code (`egress_allowed_rule`, `egress_not_allowed`, ...).
-    pub reason: &'static str,
+    /// A stable reason code (`egress_allowed_rule`, `egress_not_allowed`, `policy_denied`, ...).
+    pub reason: Cow<'static, str>,
     pub rule: Option<String>,
     pub lease: Option<String>,
     /// The answers of the one lookup, in order (empty for IP literals and denials before it).
@@ -213,11 +147,14 @@ pub struct CloseRecord {
     pub reason: &'static str,
 }
 
-/// Where the proxy sends its egress ledger records; implemented by the gateway.
+/// Where the proxy sends the records the road does not write; implemented by the gateway. The
+/// road writes every record of an action that crosses it; these are the refusals before it
+/// (the kill switch, a request that is not a proxy request, a target that does not parse) and
+/// the close record of a connection whose road was dropped while it was being dialed.
 #[async_trait]
 pub trait EgressEvents: Send + Sync + fmt::Debug {
-    /// Records a decision. For an allow, `Err` means the record is not durable and the proxy
-    /// refuses the connection (`store_unavailable`); for a deny it is only logged.
+    /// Records a decision. For an allow, `Err` means the record is not durable; for a deny it is
+    /// only logged.
     async fn decision(&self, record: DecisionRecord) -> Result<(), RecordError>;
     async fn close(&self, record: CloseRecord);
 }
@@ -351,14 +288,15 @@ impl Default for DnsLimits {
 
 /// Everything the DNS guard needs. DNS carries no credential: the guard answers a client with
 /// the posture and leases of the project its address maps to (`EgressPolicy::dns_project`,
-/// the global posture when unmapped), and asks `gate` as an anonymous subject of that project.
+/// the global posture when unmapped), on the road as the anonymous subject [`ANONYMOUS`] of
+/// that project.
 #[derive(Clone, Debug)]
 pub struct DnsDeps {
     pub policy: Arc<PolicyHandle>,
     pub resolver: Arc<dyn Resolver>,
     pub leases: Arc<dyn LeaseSource>,
     pub clock: Arc<dyn Clock>,
-    /// The policy engine for anonymous DNS clients (kill switch included).
-    pub gate: Arc<dyn EgressGate>,
+    /// The road of anonymous DNS clients (the kill switch, then the policy engine).
+    pub road: Arc<dyn EgressRoad>,
     pub limits: DnsLimits,
 }

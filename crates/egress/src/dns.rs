@@ -1,22 +1,31 @@
 //! The DNS guard: A/AAAA for allowed names, answered through the resolver and vetted; every
 //! other query REFUSED without anything leaving the machine.
+//!
+//! A well-formed question crosses the gateway's road as the anonymous subject of the client's
+//! project: the gate decides the name's `net:host:` and `net:domain:` keys, validate applies the
+//! posture, execute is the one lookup, and the answer's decision record is its outcome.
 
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
-use portcullis_netpolicy::{DnsCheck, Host, check_dns_name, filter_answers};
+use portcullis_core::error::ErrorCode;
+use portcullis_netpolicy::{
+    DnsAllowed, DnsCheck, EgressPolicy, Host, Name, Reason, check_dns_name, filter_answers,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::deps::{DnsDeps, GateRequest, Surface};
+use crate::deps::{ANONYMOUS, DecisionRecord, DnsDeps, RecordHead, Surface};
 use crate::reason::ProxyReason;
 use crate::resolver::LookupError;
+use crate::road::{EgressAction, EgressRecord, EgressSteps, Leave, Refused};
 
 /// Largest UDP query read; longer datagrams are cut and fail to parse (FORMERR).
 pub const MAX_UDP_QUERY: usize = 4096;
@@ -197,53 +206,151 @@ async fn resolve(deps: &DnsDeps, request: &Message, peer: IpAddr) -> (ResponseCo
         agent: None,
         project: policy.dns_project(peer),
     };
-    let name = query.name().to_ascii();
-    let allowed = match check_dns_name(&policy, &name, &caller, &leases, now) {
-        DnsCheck::Allow(allowed) => allowed,
-        DnsCheck::Deny(reason) => {
-            // INVARIANT (no-exfiltration): a refused name never reaches the resolver.
-            tracing::debug!(reason = reason.as_str(), "dns guard refused");
-            return (ResponseCode::Refused, Vec::new());
-        }
-    };
-    // INVARIANT (gate-before-lookup): the policy engine (and the kill switch) decide as an
-    // anonymous subject of the client's project before the name reaches the resolver.
-    let keys = policy.gate_keys(&Host::Name(allowed.name.clone()), None);
-    let gated = deps
-        .gate
-        .decide(GateRequest {
-            surface: Surface::Dns,
-            project: caller.project,
-            keys: &keys,
-            correlation_id: None,
-        })
-        .await;
-    if let Err(code) = gated {
-        tracing::debug!(reason = code.as_str(), "dns guard refused");
+    let project = caller.project.map(str::to_owned);
+    let asked = query.name().to_ascii();
+    // The name the road's gate decides, canonical, before the posture and any lookup.
+    let Some(name) = canonical_name(&asked) else {
+        tracing::debug!(reason = Reason::BadHost.as_str(), "dns guard refused");
         return (ResponseCode::Refused, Vec::new());
-    }
-    let found = match deps.resolver.lookup(allowed.name.as_str()).await {
-        Ok(found) => found,
-        Err(LookupError::NxDomain) => return (ResponseCode::NXDomain, Vec::new()),
-        Err(LookupError::Failed) => return (ResponseCode::ServFail, Vec::new()),
     };
-    let of_type: Vec<IpAddr> = found
-        .into_iter()
-        .filter(|addr| match record_type {
-            RecordType::A => addr.is_ipv4(),
-            _ => addr.is_ipv6(),
+    let keys = policy.gate_keys(&Host::Name(name), None);
+    let check = check_dns_name(&policy, &asked, &caller, &leases, now);
+    drop(leases);
+    let mut steps = DnsSteps {
+        resolver: Arc::clone(&deps.resolver),
+        policy: Arc::clone(&policy),
+        record_type,
+        head: RecordHead {
+            connection: uuid::Uuid::new_v4().to_string(),
+            surface: Surface::Dns,
+            agent: ANONYMOUS.to_owned(),
+            project: project.clone(),
+            correlation_id: None,
+            target: keys.host.clone(),
+        },
+        check: Some(check),
+        allowed: None,
+        resolved: Vec::new(),
+        answers: Vec::new(),
+        failed: None,
+    };
+    let action = EgressAction {
+        surface: Surface::Dns,
+        project: project.as_deref(),
+        keys: &keys,
+        correlation_id: None,
+    };
+    match deps.road.run(action, &mut steps).await {
+        Ok(_) => {
+            let ttl = deps.limits.answer_ttl;
+            let records = steps
+                .answers
+                .iter()
+                .map(|addr| {
+                    let rdata = match addr {
+                        IpAddr::V4(v4) => RData::A(A(*v4)),
+                        IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+                    };
+                    Record::from_rdata(query.name().clone(), ttl, rdata)
+                })
+                .collect();
+            (ResponseCode::NoError, records)
+        }
+        Err(refused) => {
+            tracing::debug!(reason = %refused.reason, "dns guard refused");
+            (steps.failed.unwrap_or(ResponseCode::Refused), Vec::new())
+        }
+    }
+}
+
+/// The canonical form of a queried name, as the posture reads it; `None` when it is not a
+/// host name.
+fn canonical_name(name: &str) -> Option<Name> {
+    if !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return None;
+    }
+    Name::parse(name).ok()
+}
+
+/// The DNS guard's steps on the road: the posture's verdict on the name, the lookup, the
+/// vetted answers, and the decision record of the answer.
+#[derive(Debug)]
+struct DnsSteps {
+    resolver: Arc<dyn crate::resolver::Resolver>,
+    policy: Arc<EgressPolicy>,
+    record_type: RecordType,
+    head: RecordHead,
+    /// The posture's verdict, applied at validate.
+    check: Option<DnsCheck>,
+    allowed: Option<DnsAllowed>,
+    /// The lookup's answers of the asked type, and those vetting keeps.
+    resolved: Vec<IpAddr>,
+    answers: Vec<IpAddr>,
+    /// The response code of a lookup that failed (NXDOMAIN, SERVFAIL).
+    failed: Option<ResponseCode>,
+}
+
+#[async_trait]
+impl EgressSteps for DnsSteps {
+    async fn validate(&mut self) -> Result<(), Refused> {
+        match self.check.take() {
+            Some(DnsCheck::Allow(allowed)) => {
+                self.allowed = Some(allowed);
+                Ok(())
+            }
+            // INVARIANT (no-exfiltration): a refused name never reaches the resolver.
+            Some(DnsCheck::Deny(reason)) => Err(Refused::posture(reason)),
+            None => Err(Refused::code(ErrorCode::Internal)),
+        }
+    }
+
+    fn admission(&self) -> Option<DecisionRecord> {
+        None
+    }
+
+    async fn execute(&mut self, _leave: Leave) -> Result<(), Refused> {
+        let Some(allowed) = &self.allowed else {
+            return Err(Refused::code(ErrorCode::Internal));
+        };
+        let found = match self.resolver.lookup(allowed.name.as_str()).await {
+            Ok(found) => found,
+            Err(error) => {
+                self.failed = Some(match error {
+                    LookupError::NxDomain => ResponseCode::NXDomain,
+                    LookupError::Failed => ResponseCode::ServFail,
+                });
+                return Err(Refused::posture(Reason::DnsFailed));
+            }
+        };
+        let record_type = self.record_type;
+        self.resolved = found
+            .into_iter()
+            .filter(|addr| match record_type {
+                RecordType::A => addr.is_ipv4(),
+                _ => addr.is_ipv6(),
+            })
+            .collect();
+        self.answers = filter_answers(&self.policy, allowed, &self.resolved);
+        Ok(())
+    }
+
+    fn ends_later(&self) -> bool {
+        false
+    }
+
+    fn record(&self, allow: bool, reason: &str) -> EgressRecord {
+        let grant = self.allowed.as_ref().map(|a| &a.grant).filter(|_| allow);
+        EgressRecord::Decision(DecisionRecord {
+            head: self.head.clone(),
+            allow,
+            reason: match grant {
+                Some(grant) => grant.reason.as_str().into(),
+                None => reason.to_owned().into(),
+            },
+            rule: grant.and_then(|g| g.rule.as_ref().map(|rule| rule.to_string())),
+            lease: grant.and_then(|g| g.lease.clone()),
+            resolved: self.resolved.clone(),
+            dialed: None,
         })
-        .collect();
-    let ttl = deps.limits.answer_ttl;
-    let records = filter_answers(&policy, &allowed, &of_type)
-        .into_iter()
-        .map(|addr| {
-            let rdata = match addr {
-                IpAddr::V4(v4) => RData::A(A(v4)),
-                IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-            };
-            Record::from_rdata(query.name().clone(), ttl, rdata)
-        })
-        .collect();
-    (ResponseCode::NoError, records)
+    }
 }

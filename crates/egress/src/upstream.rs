@@ -8,20 +8,23 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::Response;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Instant;
 
 use crate::deps::{CloseRecord, EgressEvents};
 use crate::io::Counters;
 use crate::live::{Cut, LiveGuard};
-use crate::proxy::{ProxyBody, refusal};
 use crate::reason::ProxyReason;
+use crate::road::OpenEnd;
 
 /// Sends the close record when dropped: at the end of a tunnel or of a forwarded response body.
+/// It finishes the action's road ([`OpenEnd`]); a connection whose road was dropped before it
+/// handed back its end (the client went away during the dial) sends it to `events`.
 #[derive(Debug)]
 pub(crate) struct CloseOnDrop {
     pub(crate) events: Arc<dyn EgressEvents>,
+    /// The end of the action's road, once the road handed it back.
+    pub(crate) end: Option<Box<dyn OpenEnd>>,
     pub(crate) record: Option<CloseRecord>,
     pub(crate) counters: Arc<Counters>,
     /// The counters' values when this request started using the connection.
@@ -45,14 +48,11 @@ impl CloseOnDrop {
         }
     }
 
-    /// Ends the connection with `reason` and answers the client with it.
-    pub(crate) fn fail(mut self, reason: ProxyReason) -> Response<ProxyBody> {
+    /// Ends a connection that failed before it served anything: its close record with
+    /// `reason`, for the road to write as the refusal's record (nothing is sent from here).
+    pub(crate) fn failed(mut self, reason: ProxyReason) -> Option<CloseRecord> {
         self.set_reason(reason);
-        refusal(
-            reason.http_status(),
-            reason.as_str(),
-            reason.error_code().message(),
-        )
+        self.take_record()
     }
 }
 
@@ -65,9 +65,27 @@ impl Drop for CloseOnDrop {
 impl CloseOnDrop {
     /// Sends the close record (once).
     pub(crate) fn flush(&mut self) {
-        let Some(mut record) = self.record.take() else {
+        let Some(record) = self.take_record() else {
             return;
         };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        match self.end.take() {
+            Some(end) => {
+                runtime.spawn(end.finish(record));
+            }
+            None => {
+                let events = Arc::clone(&self.events);
+                runtime.spawn(async move { events.close(record).await });
+            }
+        }
+    }
+
+    /// The close record with its final reason, bytes and duration (once); the connection is no
+    /// longer live.
+    fn take_record(&mut self) -> Option<CloseRecord> {
+        let mut record = self.record.take()?;
         if let Some((guard, cut)) = self.live.take() {
             if let Some(reason) = cut.reason() {
                 record.reason = reason.as_str();
@@ -77,10 +95,7 @@ impl CloseOnDrop {
         record.bytes_up = self.counters.up().wrapping_sub(self.base.0);
         record.bytes_down = self.counters.down().wrapping_sub(self.base.1);
         record.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let events = Arc::clone(&self.events);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { events.close(record).await });
-        }
+        Some(record)
     }
 }
 

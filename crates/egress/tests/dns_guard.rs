@@ -58,7 +58,7 @@ allow_cidrs = ["127.0.0.2/32"]
         resolver: resolver.clone(),
         leases: Arc::new(StaticLeases::default()),
         clock: Arc::new(ManualClock::at_epoch_2026()),
-        gate: common::test_gate(),
+        road: common::test_road(Arc::new(common::NoEvents)),
         limits: DnsLimits::default(),
     };
     let (stop, stopped) = oneshot::channel::<()>();

@@ -1,20 +1,24 @@
 //! The egress front: plugs the forward proxy and the DNS guard (`portcullis-egress`) into
-//! identity, events and leases, and serves preview, leases and settings over HTTP.
+//! identity, the road, events and leases, and serves preview, leases and settings over HTTP
+//! (its own routes: [`agent_router`], [`admin_router`]).
 //!
-//! Every posture decision is `portcullis_netpolicy`'s; after it, the policy engine decides the
-//! target's `net:*` keys (`gate`). This module only translates.
+//! Every proxied request, tunnel and DNS answer crosses the pipeline's road (`road`): the
+//! policy engine decides the target's `net:*` keys, then `portcullis_netpolicy`'s posture, then
+//! the dial or lookup. This module only translates.
 
 mod cutoff;
-mod gate;
 mod leases;
+mod preview;
+mod road;
 #[cfg(test)]
 mod tests;
 
-pub use gate::{
-    ANONYMOUS, AgentGate, AnonymousGate, PreviewGate, PreviewGated, anonymous_subject,
-    offline_policy_state,
-};
 pub use leases::{LeaseBook, MAX_LEASE_TTL, MAX_LEASES, sweep_leases};
+pub use preview::{
+    ANONYMOUS, PreviewGate, PreviewGated, PreviewRequest, anonymous_subject, offline_policy_state,
+    preview,
+};
+pub use road::{AgentRoad, AnonymousRoad, close_event, decision_event, kind_of, surface_context};
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -25,25 +29,18 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
-use jiff::Timestamp;
 use portcullis_core::{Clock, CorrelationId, Decision, ErrorCode, Event};
 use portcullis_egress::{
-    Caller, CloseRecord, Credential, DecisionRecord, EgressEvents, LookupError, PolicyHandle,
-    ProxyAuth, RecordError, RecordHead, Resolver,
+    Caller, CloseRecord, Credential, DecisionRecord, EgressEvents, PolicyHandle, ProxyAuth,
+    RecordError, Resolver,
 };
-use portcullis_netpolicy::{
-    EgressConfig, EgressPolicy, Host, Lease, LookupAnswer, Phase1, Reason, TargetRequest,
-};
-use serde::Deserialize;
+use portcullis_netpolicy::{EgressConfig, EgressPolicy};
 
 use crate::admin::AdminCaller;
 use crate::error::{ApiError, ApiJson};
 use crate::events::Events;
 use crate::http::AppState;
 use crate::identity::Identity;
-
-/// Longest target accepted by preview.
-const MAX_TARGET_LEN: usize = 2048;
 
 /// Egress state shared by the proxy, the DNS guard and the HTTP routes.
 #[derive(Debug)]
@@ -102,7 +99,7 @@ impl ProxyAuth for IdentityProxyAuth {
         Some(Caller {
             agent: identified.agent.id.clone(),
             project: identified.agent.project.clone(),
-            gate: Arc::new(AgentGate {
+            road: Arc::new(AgentRoad {
                 state: self.0.clone(),
                 identified,
             }),
@@ -119,7 +116,9 @@ impl ProxyAuth for IdentityProxyAuth {
     }
 }
 
-/// The egress ledger: a decision record and a close record per connection, as events.
+/// The egress ledger for the records the road does not write: refusals before it (the kill
+/// switch, a malformed request) and the close record of a connection whose road was dropped
+/// while it was dialed.
 #[derive(Debug)]
 pub struct EgressLedger(pub Events);
 
@@ -127,26 +126,8 @@ pub struct EgressLedger(pub Events);
 impl EgressEvents for EgressLedger {
     async fn decision(&self, record: DecisionRecord) -> Result<(), RecordError> {
         let allow = record.allow;
-        let decision = if allow {
-            Decision::Allow
-        } else {
-            Decision::Deny
-        };
-        let extra = serde_json::json!({
-            "rule": record.rule,
-            "lease": record.lease,
-            "resolved": record.resolved.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "dialed": record.dialed.map(|addr| addr.to_string()),
-        });
-        let event = Self::event(
-            "egress.decision",
-            decision,
-            record.reason,
-            record.head,
-            extra,
-        );
+        let event = road::decision_event(record);
         if allow {
-            // INVARIANT (durable-allow): the proxy dials only once this allow is durable.
             self.0.emit(event).await.map(drop).map_err(|_| RecordError)
         } else {
             self.0.emit_best_effort(event).await;
@@ -155,215 +136,25 @@ impl EgressEvents for EgressLedger {
     }
 
     async fn close(&self, record: CloseRecord) {
-        let extra = serde_json::json!({
-            "dialed": record.dialed.to_string(),
-            "bytes_up": record.bytes_up,
-            "bytes_down": record.bytes_down,
-            "duration_ms": record.duration_ms,
-        });
-        let event = Self::event(
-            "egress.close",
-            Decision::Info,
-            record.reason,
-            record.head,
-            extra,
-        );
-        self.0.emit_best_effort(event).await;
+        self.0.emit_best_effort(road::close_event(record)).await;
     }
-}
-
-impl EgressLedger {
-    /// One egress event: the connection's head fields plus `extra`, under its correlation id.
-    fn event(
-        kind: &str,
-        decision: Decision,
-        reason: &str,
-        head: RecordHead,
-        extra: serde_json::Value,
-    ) -> Event {
-        let mut data = serde_json::json!({
-            "connection": head.connection,
-            "surface": head.surface.as_str(),
-            "project": head.project,
-            "target": head.target,
-        });
-        if let (Some(data), serde_json::Value::Object(extra)) = (data.as_object_mut(), extra) {
-            data.extend(extra);
-        }
-        let mut event = Event::new(kind, decision, reason)
-            .subject(head.agent)
-            .data(data);
-        if let Some(id) = head.correlation_id {
-            event = event.correlation(id);
-        }
-        event
-    }
-}
-
-/// `POST /egress/preview` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PreviewRequest {
-    pub target: String,
-    #[serde(default)]
-    pub connect: bool,
-    #[serde(default)]
-    pub project: Option<String>,
-}
-
-/// Runs the decision exactly as the proxy would, resolving at most once and never for a denied
-/// name: the posture, then the policy engine on the target's `net:*` keys (a dry run: quota hits
-/// are read, not counted), then the lookup. Shared by `/egress/preview` and `portcullis egress
-/// preview`. Answers the preview and the `policy.decision` events to record.
-pub async fn preview(
-    policy: &EgressPolicy,
-    request: &PreviewRequest,
-    gate: &PreviewGate<'_>,
-    leases: &[Lease],
-    now: Timestamp,
-    resolver: &dyn Resolver,
-) -> (portcullis_netpolicy::Preview, Vec<Event>) {
-    let target = if request.connect {
-        TargetRequest::connect(&request.target)
-    } else {
-        TargetRequest::url(&request.target)
-    };
-    let agent = (gate.subject.agent != ANONYMOUS).then_some(gate.subject.agent.as_str());
-    let caller = portcullis_netpolicy::Caller {
-        agent,
-        project: request.project.as_deref(),
-    };
-    let phase1 = portcullis_netpolicy::decide(policy, target, &caller, leases, now);
-    let keyed = match &phase1 {
-        Phase1::Resolve(plan) => Some((
-            policy.gate_keys(&Host::Name(plan.name.clone()), Some(plan.port)),
-            plan.port,
-        )),
-        Phase1::DialLiteral { target, .. } => Some((
-            policy.gate_keys(&target.host, Some(target.port)),
-            target.port,
-        )),
-        Phase1::Deny(_) => None,
-    };
-    let gated = keyed
-        .as_ref()
-        .map(|(keys, _)| gate.decide(keys, now))
-        .unwrap_or_default();
-    if let (Some(denied), Some((keys, port))) = (gated.denied, keyed) {
-        // INVARIANT (gate-before-lookup): a target the policy engine denies is never looked up.
-        let preview = portcullis_netpolicy::Preview {
-            allow: false,
-            reason: Reason::PolicyDenied,
-            host: Some(keys.host),
-            port: Some(port),
-            rule: denied.rule,
-            lease: None,
-            lookups: 0,
-            resolved: Vec::new(),
-            dialed: None,
-        };
-        return (preview, gated.events);
-    }
-    let answer = match &phase1 {
-        Phase1::Resolve(plan) => Some(match resolver.lookup(plan.name.as_str()).await {
-            Ok(addrs) => LookupAnswer::Addrs(addrs),
-            Err(LookupError::NxDomain) => LookupAnswer::NxDomain,
-            Err(LookupError::Failed) => LookupAnswer::Failed,
-        }),
-        Phase1::Deny(_) | Phase1::DialLiteral { .. } => None,
-    };
-    let mut lookup = |_: &str| answer.clone().unwrap_or(LookupAnswer::Failed);
-    let preview = portcullis_netpolicy::preview(policy, target, &caller, leases, now, &mut lookup);
-    (preview, gated.events)
 }
 
 /// `/egress/preview` (agents) — mounted at the top level.
 pub fn agent_router() -> Router<AppState> {
-    Router::new().route("/egress/preview", post(agent_preview))
+    Router::new().route("/egress/preview", post(preview::agent_preview))
 }
 
 /// `/admin/egress/*` and `/admin/leases` — mounted under the admin router.
 pub fn admin_router() -> Router<AppState> {
     Router::new()
         .route("/egress/settings", get(get_settings).post(set_settings))
-        .route("/egress/preview", post(admin_preview))
+        .route("/egress/preview", post(preview::admin_preview))
         .route(
             "/leases",
             get(leases::list_leases).post(leases::grant_lease),
         )
         .route("/leases/{id}", delete(leases::revoke_lease))
-}
-
-async fn agent_preview(
-    State(state): State<AppState>,
-    Extension(correlation): Extension<CorrelationId>,
-    headers: HeaderMap,
-    ApiJson(mut body): ApiJson<PreviewRequest>,
-) -> Result<Response, ApiError> {
-    let identified = crate::pipeline::identify(&state, &headers, &correlation).await?;
-    match (&body.project, &identified.agent.project) {
-        (Some(asked), Some(own)) if asked != own => {
-            return Err(ApiError::new(ErrorCode::Forbidden));
-        }
-        (Some(_), None) => return Err(ApiError::new(ErrorCode::Forbidden)),
-        _ => body.project = identified.agent.project.clone(),
-    }
-    run_preview(
-        &state,
-        &body,
-        identified.subject.clone(),
-        &identified.agent.allow,
-        &correlation,
-    )
-    .await
-}
-
-/// The admin preview decides for the anonymous subject of the body's project.
-async fn admin_preview(
-    State(state): State<AppState>,
-    Extension(correlation): Extension<CorrelationId>,
-    ApiJson(body): ApiJson<PreviewRequest>,
-) -> Result<Response, ApiError> {
-    let subject = anonymous_subject(body.project.clone());
-    run_preview(&state, &body, subject, &[], &correlation).await
-}
-
-async fn run_preview(
-    state: &AppState,
-    body: &PreviewRequest,
-    subject: portcullis_core::Subject,
-    allow: &[portcullis_core::GatePattern],
-    correlation: &CorrelationId,
-) -> Result<Response, ApiError> {
-    if body.target.is_empty() || body.target.len() > MAX_TARGET_LEN {
-        return Err(ApiError::new(ErrorCode::BadRequest));
-    }
-    let egress = &state.egress;
-    let policy = egress.policy.current();
-    let engine = state.policy.engine();
-    let gate = PreviewGate {
-        engine: &engine,
-        state: state.policy.state(),
-        subject,
-        allow,
-    };
-    let (result, events) = preview(
-        &policy,
-        body,
-        &gate,
-        &egress.leases.active(),
-        state.clock.now(),
-        egress.resolver.as_ref(),
-    )
-    .await;
-    // A preview lets nothing through, so its decisions are recorded best effort.
-    for event in events {
-        state
-            .events
-            .emit_best_effort(event.correlation(correlation.as_str()))
-            .await;
-    }
-    Ok(Json(result).into_response())
 }
 
 async fn get_settings(State(state): State<AppState>) -> Response {
@@ -573,7 +364,7 @@ pub async fn start(
             resolver: Arc::clone(&state.egress.resolver),
             leases: state.egress.leases.clone(),
             clock: Arc::clone(&state.clock),
-            gate: Arc::new(AnonymousGate {
+            road: Arc::new(AnonymousRoad {
                 state: state.clone(),
             }),
             limits: portcullis_egress::DnsLimits::default(),

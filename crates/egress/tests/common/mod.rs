@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use async_trait::async_trait;
 use portcullis_core::ErrorCode;
 use portcullis_egress::{
-    Caller, CloseRecord, Credential, DecisionRecord, EgressEvents, EgressGate, GateRequest,
-    LiveConnections, LookupError, PendingRecords, PolicyHandle, ProxyAuth, ProxyDeps, ProxyLimits,
-    RecordError, Resolver, StaticLeases, run_proxy,
+    Caller, CloseRecord, Credential, DecisionRecord, EgressAction, EgressEvents, EgressRecord,
+    EgressRoad, EgressSteps, Leave, LiveConnections, LookupError, OpenEnd, PolicyHandle, ProxyAuth,
+    ProxyDeps, ProxyLimits, RecordError, Refused, Resolver, StaticLeases, run_proxy,
 };
 use portcullis_netpolicy::{EgressConfig, EgressPolicy, Lease};
 use portcullis_test_support::ManualClock;
@@ -28,55 +28,100 @@ pub fn policy(toml_text: &str) -> EgressPolicy {
     EgressPolicy::from_config(&config).unwrap()
 }
 
-/// The policy engine's part for tests: denies the keys it lists, allows the rest, and keeps
-/// every key it was asked about.
-#[derive(Debug, Default)]
-pub struct DenyKeys {
+/// The gateway's road for tests: the stages in road order (gate in, validate, the admission
+/// record, execute, the records), its gate denying the keys it lists and keeping every key it
+/// was asked about. Records go to the proxy's events (the gateway's ledger in the tests).
+#[derive(Debug)]
+pub struct TestRoad {
     pub deny: Vec<String>,
     pub asked: std::sync::Mutex<Vec<String>>,
+    pub events: Arc<dyn EgressEvents>,
 }
 
 /// The keys every test caller's gate denies.
 pub const POLICY_DENIED_DOMAIN: &str = "net:domain:policy-denied.test";
-/// The key whose allow every test caller's gate cannot record (a store failing at commit).
+/// The key whose allow every test caller's road cannot record (a store failing at commit).
 pub const UNRECORDED_DOMAIN: &str = "net:domain:unrecorded.test";
 
-pub fn test_gate() -> Arc<DenyKeys> {
-    Arc::new(DenyKeys {
+pub fn test_road(events: Arc<dyn EgressEvents>) -> Arc<TestRoad> {
+    Arc::new(TestRoad {
         deny: vec![POLICY_DENIED_DOMAIN.to_owned()],
         asked: std::sync::Mutex::new(Vec::new()),
+        events,
     })
 }
 
-#[async_trait]
-impl EgressGate for DenyKeys {
-    async fn decide(&self, request: GateRequest<'_>) -> Result<(), ErrorCode> {
-        let mut asked = self.asked.lock().unwrap();
-        asked.extend(request.keys.keys.iter().cloned());
-        if request.keys.keys.iter().any(|key| self.deny.contains(key)) {
-            Err(ErrorCode::PolicyDenied)
-        } else {
-            Ok(())
+impl TestRoad {
+    async fn write(&self, record: EgressRecord) -> bool {
+        match record {
+            EgressRecord::Decision(record) => self.events.decision(record).await.is_ok(),
+            EgressRecord::Close(record) => {
+                self.events.close(record).await;
+                true
+            }
         }
     }
 
-    async fn decide_deferred(
+    async fn refuse(&self, steps: &dyn EgressSteps, refused: Refused) -> Refused {
+        self.write(steps.record(false, &refused.reason)).await;
+        refused
+    }
+}
+
+#[async_trait]
+impl EgressRoad for TestRoad {
+    async fn run(
         &self,
-        request: GateRequest<'_>,
-    ) -> (Result<(), ErrorCode>, PendingRecords) {
-        let unrecorded = request.keys.keys.iter().any(|key| key == UNRECORDED_DOMAIN);
-        let decided = self.decide(request).await;
-        if unrecorded {
-            (decided, PendingRecords::new(async { Err(RecordError) }))
-        } else {
-            (decided, PendingRecords::none())
+        action: EgressAction<'_>,
+        steps: &mut dyn EgressSteps,
+    ) -> Result<Option<Box<dyn OpenEnd>>, Refused> {
+        self.asked
+            .lock()
+            .unwrap()
+            .extend(action.keys.keys.iter().cloned());
+        if action.keys.keys.iter().any(|key| self.deny.contains(key)) {
+            let refused = Refused::code(ErrorCode::PolicyDenied);
+            return Err(self.refuse(steps, refused).await);
         }
+        if let Err(refused) = steps.validate().await {
+            return Err(self.refuse(steps, refused).await);
+        }
+        let unrecorded = action.keys.keys.iter().any(|key| key == UNRECORDED_DOMAIN);
+        let admitted = match steps.admission() {
+            Some(record) => self.events.decision(record).await.is_ok(),
+            None => true,
+        };
+        if unrecorded || !admitted {
+            let refused = Refused::code(ErrorCode::StoreUnavailable);
+            return Err(self.refuse(steps, refused).await);
+        }
+        if let Err(refused) = steps.execute(Leave::admitted()).await {
+            return Err(self.refuse(steps, refused).await);
+        }
+        if steps.ends_later() {
+            return Ok(Some(Box::new(TestEnd(Arc::clone(&self.events)))));
+        }
+        self.write(steps.record(true, "ok")).await;
+        Ok(None)
+    }
+}
+
+/// The road's end of a test connection: the close record goes to the events.
+#[derive(Debug)]
+struct TestEnd(Arc<dyn EgressEvents>);
+
+#[async_trait]
+impl OpenEnd for TestEnd {
+    async fn finish(self: Box<Self>, record: CloseRecord) {
+        self.0.close(record).await;
     }
 }
 
 /// Accepts agent-1/secret-1 (project `proj`) and the bearer token of agent-2.
 #[derive(Debug)]
-pub struct Auth;
+pub struct Auth {
+    pub road: Arc<TestRoad>,
+}
 
 #[async_trait]
 impl ProxyAuth for Auth {
@@ -86,13 +131,13 @@ impl ProxyAuth for Auth {
                 Some(Caller {
                     agent: AGENT.into(),
                     project: Some("proj".into()),
-                    gate: test_gate(),
+                    road: self.road.clone(),
                 })
             }
             Credential::Bearer { token } if token == BEARER => Some(Caller {
                 agent: "agent-2".into(),
                 project: None,
-                gate: test_gate(),
+                road: self.road.clone(),
             }),
             _ => None,
         }
@@ -122,6 +167,19 @@ impl EgressEvents for Events {
     async fn close(&self, record: CloseRecord) {
         let _ = self.0.send(Rec::Close(record));
     }
+}
+
+/// Drops every record (the DNS guard's tests look at answers only).
+#[derive(Debug)]
+pub struct NoEvents;
+
+#[async_trait]
+impl EgressEvents for NoEvents {
+    async fn decision(&self, _record: DecisionRecord) -> Result<(), RecordError> {
+        Ok(())
+    }
+
+    async fn close(&self, _record: CloseRecord) {}
 }
 
 /// Answers from a list, one entry per query (the last one repeats), and counts queries.
@@ -172,15 +230,18 @@ impl Proxy {
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (tx, events) = mpsc::unbounded_channel();
+        let (tx, records) = mpsc::unbounded_channel();
         let clock = Arc::new(ManualClock::at_epoch_2026());
         let policy = Arc::new(PolicyHandle::new(policy));
         let fail_records = Arc::new(AtomicBool::new(false));
         let live = Arc::new(LiveConnections::default());
+        let events: Arc<dyn EgressEvents> = Arc::new(Events(tx, Arc::clone(&fail_records)));
         let deps = ProxyDeps {
             policy: Arc::clone(&policy),
-            auth: Arc::new(Auth),
-            events: Arc::new(Events(tx, Arc::clone(&fail_records))),
+            auth: Arc::new(Auth {
+                road: test_road(Arc::clone(&events)),
+            }),
+            events,
             resolver,
             leases: Arc::new(StaticLeases(leases)),
             clock: clock.clone(),
@@ -193,7 +254,7 @@ impl Proxy {
         }));
         Self {
             addr,
-            events,
+            events: records,
             clock,
             policy,
             fail_records,

@@ -1,19 +1,93 @@
-//! The egress policy gates under a store that fails on command: an allow whose records are not
-//! durable is refused, for agents and for the DNS guard's anonymous subject.
+//! The egress roads under a store that fails on command: an action whose admission record is not
+//! durable is refused with `store_unavailable` before its execute step (nothing is dialed or
+//! looked up), for agents and for the DNS guard's anonymous subject.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use portcullis_core::ErrorCode;
-use portcullis_egress::{EgressGate, GateRequest, RecordError, Surface};
+use portcullis_egress::{
+    DecisionRecord, EgressAction, EgressRecord, EgressRoad, EgressSteps, Leave, RecordHead,
+    Refused, Surface,
+};
 use portcullis_netpolicy::GateKeys;
 
-use super::{AgentGate, AnonymousGate};
+use super::{AgentRoad, AnonymousRoad};
 use crate::config;
 
-const TOKEN: &str = "egress-gate-test-token";
+const TOKEN: &str = "egress-road-test-token";
+
+/// Steps that allow everything and count what the road called.
+#[derive(Debug, Default)]
+struct Probe {
+    validated: usize,
+    executed: usize,
+}
+
+impl Probe {
+    fn decision(&self, allow: bool, reason: &str) -> DecisionRecord {
+        DecisionRecord {
+            head: RecordHead {
+                connection: "c1".to_owned(),
+                surface: Surface::Connect,
+                agent: "fetcher".to_owned(),
+                project: None,
+                correlation_id: None,
+                target: "svc.example:443".to_owned(),
+            },
+            allow,
+            reason: reason.to_owned().into(),
+            rule: None,
+            lease: None,
+            resolved: Vec::new(),
+            dialed: None,
+        }
+    }
+}
+
+#[async_trait]
+impl EgressSteps for Probe {
+    async fn validate(&mut self) -> Result<(), Refused> {
+        self.validated += 1;
+        Ok(())
+    }
+
+    fn admission(&self) -> Option<DecisionRecord> {
+        Some(self.decision(true, "egress_allowed_rule"))
+    }
+
+    async fn execute(&mut self, _leave: Leave) -> Result<(), Refused> {
+        self.executed += 1;
+        Ok(())
+    }
+
+    fn ends_later(&self) -> bool {
+        false
+    }
+
+    fn record(&self, allow: bool, reason: &str) -> EgressRecord {
+        EgressRecord::Decision(self.decision(allow, reason))
+    }
+}
+
+async fn run(
+    road: &dyn EgressRoad,
+    surface: Surface,
+    keys: &GateKeys,
+) -> (Result<(), ErrorCode>, Probe) {
+    let mut probe = Probe::default();
+    let action = EgressAction {
+        surface,
+        project: None,
+        keys,
+        correlation_id: None,
+    };
+    let ran = road.run(action, &mut probe).await;
+    (ran.map(drop).map_err(|refused| refused.code), probe)
+}
 
 #[tokio::test]
-async fn an_egress_allow_that_cannot_be_recorded_is_refused() {
+async fn an_egress_action_whose_admission_cannot_be_recorded_is_refused_before_execute() {
     let dir = tempfile::tempdir().unwrap();
     let cedar = dir.path().join("dns.cedar");
     std::fs::write(
@@ -42,11 +116,11 @@ async fn an_egress_allow_that_cannot_be_recorded_is_refused() {
         .identify_token(TOKEN, &Default::default())
         .await
         .unwrap();
-    let agent = AgentGate {
+    let agent = AgentRoad {
         state: gw.state.clone(),
         identified,
     };
-    let anonymous = AnonymousGate {
+    let anonymous = AnonymousRoad {
         state: gw.state.clone(),
     };
     let keys = GateKeys {
@@ -57,43 +131,30 @@ async fn an_egress_allow_that_cannot_be_recorded_is_refused() {
             "net:port:443".to_owned(),
         ],
     };
-    let proxied = GateRequest {
-        surface: Surface::Connect,
-        project: None,
-        keys: &keys,
-        correlation_id: None,
-    };
     let dns_keys = GateKeys {
         host: keys.host.clone(),
         keys: keys.keys.get(..2).unwrap().to_vec(),
     };
-    let dns = GateRequest {
-        surface: Surface::Dns,
-        project: None,
-        keys: &dns_keys,
-        correlation_id: None,
-    };
+    let cases: [(&dyn EgressRoad, Surface, &GateKeys); 3] = [
+        (&agent, Surface::Http, &keys),
+        (&agent, Surface::Connect, &keys),
+        (&anonymous, Surface::Dns, &dns_keys),
+    ];
 
-    assert_eq!(agent.decide(proxied).await, Ok(()));
-    let (verdict, pending) = agent.decide_deferred(proxied).await;
-    assert_eq!((verdict, pending.commit().await), (Ok(()), Ok(())));
-    assert_eq!(anonymous.decide(dns).await, Ok(()));
+    for (road, surface, keys) in cases {
+        let (ran, probe) = run(road, surface, keys).await;
+        assert_eq!(ran, Ok(()), "{surface:?}");
+        assert_eq!((probe.validated, probe.executed), (1, 1), "{surface:?}");
+    }
 
     faulty.fail(true);
-    assert_eq!(
-        agent.decide(proxied).await,
-        Err(ErrorCode::StoreUnavailable)
-    );
-    let (verdict, pending) = agent.decide_deferred(proxied).await;
-    assert_eq!(
-        (verdict, pending.commit().await),
-        (Ok(()), Err(RecordError))
-    );
-    assert_eq!(
-        anonymous.decide(dns).await,
-        Err(ErrorCode::StoreUnavailable)
-    );
+    for (road, surface, keys) in cases {
+        let (ran, probe) = run(road, surface, keys).await;
+        assert_eq!(ran, Err(ErrorCode::StoreUnavailable), "{surface:?}");
+        assert_eq!((probe.validated, probe.executed), (1, 0), "{surface:?}");
+    }
 
     faulty.fail(false);
-    assert_eq!(anonymous.decide(dns).await, Ok(()));
+    let (ran, probe) = run(&anonymous, Surface::Dns, &dns_keys).await;
+    assert_eq!((ran, probe.executed), (Ok(()), 1));
 }
