@@ -38,6 +38,12 @@ pub struct FixtureArgs {
     /// Also serve the MCP conformance suite's tools, prompts and resources.
     #[arg(long)]
     pub conformance: bool,
+    /// The name announced in `serverInfo`.
+    #[arg(long, value_name = "TEXT")]
+    pub server_name: Option<String>,
+    /// The `instructions` announced at initialization.
+    #[arg(long, value_name = "TEXT")]
+    pub instructions: Option<String>,
 }
 
 pub fn run(args: FixtureArgs) -> anyhow::Result<ExitCode> {
@@ -47,6 +53,8 @@ pub fn run(args: FixtureArgs) -> anyhow::Result<ExitCode> {
         rug_pull_after: args.rug_pull_after,
         rug_pull_after_calls: args.rug_pull_after_calls,
         conformance: args.conformance,
+        server_name: args.server_name,
+        instructions: args.instructions,
         clock: Arc::new(portcullis_core::SystemClock),
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

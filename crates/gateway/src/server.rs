@@ -605,24 +605,34 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The MCP SDK's own log lines: off unless the operator's filter names `rmcp`. They print what an
+/// upstream sent verbatim (its `serverInfo` and `instructions` at INFO, unexpected messages at
+/// WARN, response bodies in errors), where the secret redactor cannot reach, and session ids.
+const SDK_LOGS_OFF: &str = "rmcp=off";
+
 /// Installs the log subscriber: JSON lines unless stderr is a terminal (or as configured), to
-/// stderr, filtered by `PORTCULLIS_LOG`, else debug for Portcullis's crates under
-/// `PORTCULLIS_DEBUG=1`, else `observability.log_level`.
+/// stderr, filtered by `PORTCULLIS_LOG` (when set and not empty), else debug for Portcullis's
+/// crates under `PORTCULLIS_DEBUG=1`, else `observability.log_level`. `RUST_LOG` is not read.
+/// Whatever the level, the MCP SDK (`rmcp`) logs nothing unless the filter names it.
 pub fn init_logging(config: &crate::config::ObservabilityConfig, env: &BTreeMap<String, String>) {
     use std::io::IsTerminal as _;
     let debug = env
         .get("PORTCULLIS_DEBUG")
         .is_some_and(|value| value == "1" || value == "true");
-    let filter = env
-        .get("PORTCULLIS_LOG")
-        .and_then(|raw| tracing_subscriber::EnvFilter::try_new(raw).ok())
-        .or_else(|| {
-            debug
-                .then(|| tracing_subscriber::EnvFilter::try_new("info,portcullis=debug").ok())
-                .flatten()
-        })
-        .or_else(|| tracing_subscriber::EnvFilter::try_new(&config.log_level).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let raw = [
+        env.get("PORTCULLIS_LOG")
+            .map(String::as_str)
+            .filter(|raw| !raw.trim().is_empty()),
+        debug.then_some("info,portcullis=debug"),
+        Some(config.log_level.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|raw| log_filter(raw).is_some())
+    .unwrap_or("info");
+    let sdk_named = names_sdk(raw);
+    let filter = log_filter(raw)
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(format!("info,{SDK_LOGS_OFF}")));
     let json = match config.log_format {
         crate::config::LogFormat::Json => true,
         crate::config::LogFormat::Human => false,
@@ -631,9 +641,68 @@ pub fn init_logging(config: &crate::config::ObservabilityConfig, env: &BTreeMap<
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = if json {
+    let installed = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+    if installed.is_ok() && sdk_named {
+        tracing::warn!(
+            "the log filter names `rmcp`: the MCP SDK's lines carry upstream text and session ids \
+             unredacted; use it for debugging only"
+        );
+    }
+}
+
+/// `raw` as a log filter, with the MCP SDK's lines off unless `raw` names `rmcp`.
+fn log_filter(raw: &str) -> Option<tracing_subscriber::EnvFilter> {
+    let filter = tracing_subscriber::EnvFilter::try_new(raw).ok()?;
+    if names_sdk(raw) {
+        return Some(filter);
+    }
+    Some(filter.add_directive(SDK_LOGS_OFF.parse().ok()?))
+}
+
+/// Whether a directive of `raw` targets the MCP SDK (`rmcp`, `rmcp::...`): the operator's
+/// explicit choice to see its lines.
+fn names_sdk(raw: &str) -> bool {
+    raw.split(',').any(|directive| {
+        let target = directive
+            .trim()
+            .split(['=', '['])
+            .next()
+            .unwrap_or_default();
+        target == "rmcp" || target.starts_with("rmcp::")
+    })
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn the_sdk_is_named_only_by_its_own_target() {
+        for (raw, named) in [
+            ("info", false),
+            ("debug", false),
+            ("trace,portcullis=debug", false),
+            ("info,rmcp_x=debug", false),
+            ("info,rmcp=info", true),
+            ("rmcp::service=debug", true),
+            ("warn, rmcp[span]=trace", true),
+        ] {
+            assert_eq!(names_sdk(raw), named, "{raw}");
+        }
+    }
+
+    #[test]
+    fn every_level_keeps_the_sdk_quiet_unless_named() {
+        for raw in ["info", "debug", "trace", "info,portcullis=debug"] {
+            let filter = log_filter(raw).unwrap().to_string();
+            assert!(filter.contains("rmcp=off"), "{raw}: {filter}");
+        }
+        let named = log_filter("info,rmcp=debug").unwrap().to_string();
+        assert!(!named.contains("rmcp=off"), "{named}");
+        assert!(log_filter("not a [filter").is_none());
+    }
 }

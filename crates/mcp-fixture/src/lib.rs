@@ -64,6 +64,10 @@ pub struct FixtureOptions {
     pub rug_pull_after_calls: Option<u64>,
     /// Also offer the conformance suite's tools, prompts, resources and completions.
     pub conformance: bool,
+    /// The name announced in `serverInfo` (default `portcullis-fixture`).
+    pub server_name: Option<String>,
+    /// The `instructions` announced at initialization (default a harmless sentence).
+    pub instructions: Option<String>,
     /// Where `current_time` reads the time.
     pub clock: Arc<dyn Clock>,
 }
@@ -135,10 +139,18 @@ impl Fixture {
             serde_json::from_value(capabilities).map_err(FixtureError::Definition)?;
         let info = ServerConfig::new(capabilities)
             .with_server_info(Implementation::new(
-                "portcullis-fixture",
+                options
+                    .server_name
+                    .clone()
+                    .unwrap_or_else(|| "portcullis-fixture".to_owned()),
                 env!("CARGO_PKG_VERSION"),
             ))
-            .with_instructions("Harmless tools for testing an MCP gateway.");
+            .with_instructions(
+                options
+                    .instructions
+                    .clone()
+                    .unwrap_or_else(|| "Harmless tools for testing an MCP gateway.".to_owned()),
+            );
         let conformance = if options.conformance {
             Some(conformance::Fixtures::new().map_err(FixtureError::Definition)?)
         } else {

@@ -35,6 +35,8 @@ fn options() -> FixtureOptions {
         rug_pull_after: None,
         rug_pull_after_calls: None,
         conformance: false,
+        server_name: None,
+        instructions: None,
         clock: Arc::new(FixedClock),
     }
 }
@@ -415,5 +417,32 @@ async fn bad_root_or_record_path_fails_to_start() {
             ..options()
         })
         .is_err()
+    );
+}
+
+#[tokio::test]
+async fn announces_the_configured_name_and_instructions() {
+    let client = connect(
+        Fixture::new(FixtureOptions {
+            server_name: Some("announced-name".to_owned()),
+            instructions: Some("announced instructions".to_owned()),
+            ..options()
+        })
+        .unwrap(),
+    )
+    .await;
+    let info = client.peer_info().unwrap();
+    assert_eq!(info.server_info.as_ref().unwrap().name, "announced-name");
+    assert_eq!(info.instructions.as_deref(), Some("announced instructions"));
+    let default = connect(Fixture::new(options()).unwrap()).await;
+    assert_eq!(
+        default
+            .peer_info()
+            .unwrap()
+            .server_info
+            .as_ref()
+            .unwrap()
+            .name,
+        "portcullis-fixture"
     );
 }
