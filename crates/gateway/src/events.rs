@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use portcullis_core::Event;
 use portcullis_store::{AppendReceipt, Store, StoreError};
-use tokio::sync::broadcast;
+use tokio::sync::{RwLock, broadcast};
 
 use crate::metrics::Metrics;
 
@@ -18,6 +18,10 @@ pub struct Events {
     store: Arc<dyn Store>,
     metrics: Metrics,
     stream: broadcast::Sender<Arc<serde_json::Value>>,
+    /// Held shared by every trailing append until it is durable (or failed); taken exclusively
+    /// by [`Events::settle_trailing`]. Tokio's lock queues new readers behind a waiting writer,
+    /// so a barrier waits for the appends issued before it, never for later ones.
+    trailing: Arc<RwLock<()>>,
 }
 
 impl Events {
@@ -27,6 +31,7 @@ impl Events {
             store,
             metrics,
             stream,
+            trailing: Arc::default(),
         }
     }
 
@@ -66,6 +71,41 @@ impl Events {
     /// being refused anyway.
     pub async fn emit_best_effort(&self, event: Event) {
         let _ = self.emit(event).await;
+    }
+
+    /// Appends `events` in the background, in the next group commit, without waiting for it: for
+    /// outcome records of actions whose admission is already durable (the answer waits on one
+    /// fsync, not two). A failure is logged and counted like any append's. Readers of the ledger
+    /// call [`Events::settle_trailing`] first, so they see every trailing record issued before.
+    pub fn emit_trailing(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let this = self.clone();
+        self.trail(async move {
+            futures::future::join_all(events.into_iter().map(|event| this.emit(event))).await;
+        });
+    }
+
+    /// Runs `work` (a settlement and the records that follow it) in the background as a trailing
+    /// write: [`Events::settle_trailing`] waits for it.
+    pub fn trail(&self, work: impl Future<Output = ()> + Send + 'static) {
+        // Taken now, before the answer leaves, so a barrier started later waits for this work.
+        let held = Arc::clone(&self.trailing).try_read_owned();
+        let trailing = Arc::clone(&self.trailing);
+        tokio::spawn(async move {
+            let _held = match held {
+                Ok(held) => held,
+                // A barrier is waiting: it was started before this work and need not wait for it.
+                Err(_) => trailing.read_owned().await,
+            };
+            work.await;
+        });
+    }
+
+    /// Waits until every trailing append issued before this call is durable (or has failed).
+    pub async fn settle_trailing(&self) {
+        drop(self.trailing.write().await);
     }
 
     /// A live stream of events appended from now on.

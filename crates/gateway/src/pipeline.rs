@@ -204,6 +204,11 @@ impl Decided {
         })
     }
 
+    /// The decision's `policy.decision` event, for a caller that appends it itself.
+    pub fn into_event(self) -> Event {
+        self.event
+    }
+
     /// Appends the decision's event and answers the gate's outcome: the explanation for an allow,
     /// `store_unavailable` for an allow that cannot be recorded (fail closed), the refusal for a
     /// deny (whose failed append is only logged: the request is refused anyway).

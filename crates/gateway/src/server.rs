@@ -375,6 +375,7 @@ pub async fn serve(
         }
     }
     mcp.shutdown();
+    events.settle_trailing().await;
     events
         .emit_best_effort(Event::new("gateway.stopped", Decision::Info, "ok"))
         .await;

@@ -60,6 +60,7 @@ pub async fn gateway_wrapped(
     .unwrap();
     guardrails.killswitch.restore(store.as_ref()).await.unwrap();
     guardrails.budgets.restore(store.as_ref()).await.unwrap();
+    let llm = crate::llm::LlmRuntime::start(&config, &crate::secrets::Secrets::default()).unwrap();
     let state = AppState::new(AppParts {
         identity: Identity::new(&config.agents, Arc::clone(&store)),
         admin: AdminGuard::new(
@@ -74,7 +75,7 @@ pub async fn gateway_wrapped(
         policy: Arc::new(policy),
         secrets: Arc::new(crate::secrets::Secrets::default()),
         mcp: Arc::new(crate::mcp::McpRuntime::empty()),
-        llm: Arc::new(crate::llm::LlmRuntime::empty().unwrap()),
+        llm: Arc::new(llm),
         egress: Arc::new(crate::egress::EgressState::new(
             portcullis_netpolicy::EgressConfig::default(),
             portcullis_netpolicy::EgressPolicy::from_config(
@@ -134,6 +135,7 @@ impl TestGateway {
 
     /// The kinds of every ledger record so far.
     pub async fn ledger_kinds(&self) -> Vec<String> {
+        self.state.events.settle_trailing().await;
         self.store
             .ledger_page(0, 1000)
             .await

@@ -95,6 +95,8 @@ async fn ledger(
     if limit == 0 || limit > MAX_LEDGER_PAGE {
         return Err(ApiError::new(ErrorCode::BadRequest));
     }
+    // Outcome records trail their answers by one group commit: wait for those already issued.
+    state.events.settle_trailing().await;
     let records = state
         .store
         .ledger_page(query.after, limit)

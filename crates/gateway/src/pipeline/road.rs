@@ -397,7 +397,8 @@ pub struct Stopped {
 /// best effort: nothing ran) and returned. The admission record (the gate's decisions and the
 /// front's [`Front::admission`]) is durable in one group commit before the executor runs, or the
 /// action is refused with `store_unavailable`; the outcome record and the gate-out decisions
-/// share one group commit, and an outcome that cannot be recorded is refused too.
+/// follow in the next group commit, which the answer does not wait for
+/// ([`crate::events::Events::settle_trailing`] is the readers' barrier).
 pub async fn run<F: Front>(
     state: &AppState,
     identified: &Identified,
@@ -412,7 +413,7 @@ pub async fn run<F: Front>(
     trail.push(Stage::Identify);
 
     trail.push(Stage::GateIn);
-    let mut admitted = match gate(state, identified, &action, &*front, correlation).await {
+    let admitted = match gate(state, identified, &action, &*front, correlation).await {
         Ok(decided) => decided,
         Err(refusal) => return Err(Stopped { refusal, trail }),
     };
@@ -428,41 +429,30 @@ pub async fn run<F: Front>(
             return Err(stop(state, front, admitted, refusal, trail, correlation).await);
         }
     }
-    let mut grant = None;
-    if kind.crosses(Stage::Limit) {
-        trail.push(Stage::Limit);
-        match limit(
-            state,
-            identified,
-            &action,
-            &*front,
-            &mut admitted,
-            correlation,
-        )
-        .await
-        {
-            Ok(granted) => grant = Some(granted),
-            Err(refusal) => {
-                return Err(stop(state, front, admitted, refusal, trail, correlation).await);
-            }
-        }
-    }
-    if kind.crosses(Stage::Approve) {
-        // Approvals by risk tier land here; until then every tier passes.
-        trail.push(Stage::Approve);
-    }
-
-    // INVARIANT (durable-allow): nothing runs before its admission is durable.
+    // INVARIANT (durable-allow): nothing runs before its admission is durable. The admission's
+    // commit and the budget reservation's run side by side: one fsync of wait, not two.
     let admission = front
         .admission()
         .map(|e| e.correlation(correlation.as_str()));
-    let (gates_recorded, admission_recorded) = tokio::join!(record_all(state, admitted), async {
-        match admission {
-            Some(event) => state.events.emit(event).await.is_ok(),
-            None => true,
+    let admit = commit_admission(state, admitted, admission);
+    let (admitted_durably, limited) = if kind.crosses(Stage::Limit) {
+        trail.push(Stage::Limit);
+        let (admitted_durably, limited) = tokio::join!(
+            admit,
+            limit(state, identified, &action, &*front, correlation)
+        );
+        (admitted_durably, Some(limited))
+    } else {
+        (admit.await, None)
+    };
+    let mut grant = match limited {
+        None => None,
+        Some(Ok(grant)) => Some(grant),
+        Some(Err(refusal)) => {
+            return Err(stop(state, front, Vec::new(), refusal, trail, correlation).await);
         }
-    });
-    if !gates_recorded || !admission_recorded {
+    };
+    if !admitted_durably {
         if let Some(grant) = grant {
             super::release(state, grant, correlation).await;
         }
@@ -472,6 +462,10 @@ pub async fn run<F: Front>(
             "store_unavailable",
         );
         return Err(stop(state, front, Vec::new(), refusal, trail, correlation).await);
+    }
+    if kind.crosses(Stage::Approve) {
+        // Approvals by risk tier land here; until then every tier passes.
+        trail.push(Stage::Approve);
     }
 
     trail.push(Stage::Execute);
@@ -522,19 +516,10 @@ pub async fn run<F: Front>(
     if let Ok(output) = &outcome
         && front.ends_later(output)
     {
-        // A stream: its gate-out decisions are durable before its first byte; settle and record
-        // wait for its end.
-        if !record_all(state, gate_out).await {
-            if let Some(grant) = grant {
-                super::release(state, grant, correlation).await;
-            }
-            let refusal = Refusal::new(
-                Stage::GateOut,
-                ErrorCode::StoreUnavailable,
-                "store_unavailable",
-            );
-            return Err(stop(state, front, Vec::new(), refusal, trail, correlation).await);
-        }
+        // A stream: its gate-out decisions trail like an outcome's; settle and record wait for
+        // its end.
+        let decided = gate_out.into_iter().map(Decided::into_event).collect();
+        state.events.emit_trailing(decided);
         let open = Open {
             state: state.clone(),
             kind,
@@ -552,11 +537,10 @@ pub async fn run<F: Front>(
             })
             .map_err(|refusal| Stopped { refusal, trail });
     }
+    let mut settlement = None;
     if kind.crosses(Stage::Settle) {
         trail.push(Stage::Settle);
-        if let Some(held) = grant.take() {
-            super::settle(state, held, &actual, correlation).await;
-        }
+        settlement = grant.take();
     }
 
     trail.push(Stage::Record);
@@ -567,16 +551,18 @@ pub async fn run<F: Front>(
     let event = front
         .record(decision, &reason)
         .correlation(correlation.as_str());
-    let (gates_recorded, recorded) =
-        tokio::join!(record_all(state, gate_out), state.events.emit(event));
-    let outcome = match outcome {
-        Ok(_) if !gates_recorded || recorded.is_err() => Err(Refusal::new(
-            Stage::Record,
-            ErrorCode::StoreUnavailable,
-            "store_unavailable",
-        )),
-        outcome => outcome,
-    };
+    // The admission is durable and the reservation holds the worst case: the settlement, the
+    // outcome record and the gate-out decisions follow in the next commits without holding the
+    // answer (one fsync on the critical path, docs/LEDGER.md).
+    let mut trailing: Vec<Event> = gate_out.into_iter().map(Decided::into_event).collect();
+    trailing.push(event);
+    let (state_, correlation_) = (state.clone(), correlation.clone());
+    state.events.trail(async move {
+        if let Some(grant) = settlement {
+            super::settle(&state_, grant, &actual, &correlation_).await;
+        }
+        futures::future::join_all(trailing.into_iter().map(|e| state_.events.emit(e))).await;
+    });
     match outcome {
         Ok(output) => Ok(Ran {
             output,
@@ -645,13 +631,12 @@ async fn gate<F: Front>(
 
 /// Limit: rates and the budget reservation of the front's meter. A model the budget downgrades
 /// to is called only when the policy allows it to this agent, like the model asked for
-/// (`llm:model:<downgrade>`, decided here and recorded with the admission).
+/// (`llm:model:<downgrade>`); that decision is part of the admission and durable before execute.
 async fn limit<F: Front>(
     state: &AppState,
     identified: &Identified,
     action: &Action,
     front: &F,
-    admitted: &mut Vec<Decided>,
     correlation: &CorrelationId,
 ) -> Result<Grant, Refusal> {
     let Some(metered) = front.meter() else {
@@ -669,33 +654,44 @@ async fn limit<F: Front>(
     }
     let model = grant.model().unwrap_or_default().to_owned();
     // INVARIANT (downgrade-gated): the downgrade model crosses the same gate as the one asked for.
-    let denied = match GateKey::parse(&format!("llm:model:{model}")) {
-        Ok(key) => {
-            let decided = super::decide(
-                state,
-                identified,
-                key,
-                model,
-                action.context.clone(),
-                correlation,
-            );
-            let denied = decided.refusal();
-            admitted.push(decided);
-            denied.map(|err| Refusal::from_api(Stage::Limit, err))
-        }
-        Err(_) => Some(Refusal::new(
+    let gated = match GateKey::parse(&format!("llm:model:{model}")) {
+        Ok(key) => super::decide(
+            state,
+            identified,
+            key,
+            model,
+            action.context.clone(),
+            correlation,
+        )
+        .record(state)
+        .await
+        .map(drop)
+        .map_err(|err| Refusal::from_api(Stage::Limit, err)),
+        Err(_) => Err(Refusal::new(
             Stage::Limit,
             ErrorCode::Internal,
             "llm_model_unknown",
         )),
     };
-    match denied {
-        Some(refusal) => {
+    match gated {
+        Ok(()) => Ok(grant),
+        Err(refusal) => {
             super::release(state, grant, correlation).await;
             Err(refusal)
         }
-        None => Ok(grant),
     }
+}
+
+/// Commits the admission record: the gate's allows and the front's own part, in one group
+/// commit; whether all of it is durable.
+async fn commit_admission(state: &AppState, decided: Vec<Decided>, own: Option<Event>) -> bool {
+    let (gates, own) = tokio::join!(record_all(state, decided), async {
+        match own {
+            Some(event) => state.events.emit(event).await.is_ok(),
+            None => true,
+        }
+    });
+    gates && own
 }
 
 /// Records the gate-out decisions; whether every one was recorded.

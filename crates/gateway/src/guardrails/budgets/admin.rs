@@ -32,6 +32,8 @@ pub fn router() -> Router<AppState> {
 
 /// `GET /admin/budgets`: the mode, the budgets in force, and each line with its usage.
 async fn list(State(state): State<AppState>) -> Result<Response, ApiError> {
+    // Settlements trail their answers: wait for those already issued.
+    state.events.settle_trailing().await;
     let plan = state.guardrails.budgets.plan();
     let (views, truncated) = lines(&plan, state.store.as_ref(), state.clock.now())
         .await

@@ -185,6 +185,7 @@ async fn every_kind_crosses_its_stages_in_order_and_stops_at_the_first_refusal()
         }
     }
     // Every action left its record: one `probe` event per case, allow only when nothing refused.
+    gw.state.events.settle_trailing().await;
     let records = gw.store.ledger_page(0, 1000).await.unwrap();
     let probes: Vec<&str> = records
         .iter()
@@ -243,8 +244,10 @@ async fn faulty_setup() -> (
     Identified,
     Arc<portcullis_store::faulty::FaultyStore>,
 ) {
+    // The provider's port is closed: reaching it would answer 502, not the store's 503.
     let text = format!(
         "[budgets]\nbudgets = []\n\
+         [[llm.providers]]\nname = \"closed\"\nbase_url = \"http://127.0.0.1:9/v1\"\nmodels = [\"any-model\"]\n\
          [[agents]]\nid = \"coder\"\ntoken_sha256 = \"{}\"\nallow = [\"tools:*\", \"io:*\", \"llm:*\"]\n",
         hex::encode(crate::tokens::sha256(TOKEN))
     );
@@ -272,6 +275,8 @@ async fn a_store_failing_mid_run_refuses_every_action_and_nothing_runs_unrecorde
     let mut refused = Vec::new();
     for round in 0..8 {
         if round == 4 {
+            // The outcomes so far trail their answers: let them land before the store fails.
+            gw.state.events.settle_trailing().await;
             faulty.fail(true);
         }
         for kind in Kind::ALL {
@@ -489,6 +494,7 @@ async fn a_stream_is_settled_and_recorded_at_its_end_or_recorded_abandoned() {
     drop(ran);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
+        gw.state.events.settle_trailing().await;
         let records = gw.store.ledger_page(0, 1000).await.unwrap();
         let finished = records
             .iter()
@@ -549,8 +555,7 @@ fn architecture_prints_the_stage_table() {
         return;
     }
     assert_eq!(
-        printed,
-        table,
+        printed, table,
         "ARCHITECTURE.md's stage table is stale; run with PORTCULLIS_BLESS=1"
     );
 }
