@@ -172,7 +172,17 @@ pub(crate) async fn answer(
         PLAIN_UDP_PAYLOAD
     };
     if udp && bytes.len() > limit {
-        return response.truncate().to_vec().ok();
+        // RFC 1035 4.2.1: cut to the header and the questions, TC set; when even the questions
+        // do not fit (a query of many, echoed), to the header alone, so no UDP answer is ever
+        // larger than the limit.
+        let truncated = response.truncate().to_vec().ok()?;
+        if truncated.len() <= limit {
+            return Some(truncated);
+        }
+        let mut header = Message::response(request.metadata.id, request.metadata.op_code);
+        header.metadata = response.metadata;
+        header.metadata.truncation = true;
+        return header.to_vec().ok();
     }
     Some(bytes)
 }

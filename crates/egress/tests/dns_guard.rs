@@ -304,6 +304,25 @@ async fn everything_else_is_refused_without_an_upstream_query() {
     ));
     let reply = ask_udp(guard.udp, &two.to_vec().unwrap()).await;
     assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
+    // Questions that cannot be echoed within 512 bytes: the header alone, truncated.
+    let mut many = Message::new(13, MessageType::Query, OpCode::Query);
+    for n in 0..40 {
+        let name = format!("{}{n:02}.tld{n:02}.", "x".repeat(12));
+        many.add_query(Query::query(
+            Name::from_ascii(&name).unwrap(),
+            RecordType::A,
+        ));
+    }
+    let packet = many.to_vec().unwrap();
+    assert!(packet.len() > 512);
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.send_to(&packet, guard.udp).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let len = socket.recv(&mut buf).await.unwrap();
+    assert!(len <= 512, "a UDP answer of {len} bytes");
+    let reply = Message::from_vec(&buf[..len]).unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
+    assert!(reply.metadata.truncation);
     let update = Message::new(12, MessageType::Query, OpCode::Update);
     let reply = ask_udp(guard.udp, &update.to_vec().unwrap()).await;
     assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
