@@ -10,7 +10,9 @@
 //!
 //! Failure modes are chosen by the model name: `fail-http-<status>` answers that status with an
 //! OpenAI error body, `fail-midstream` streams half the text and then breaks the connection,
-//! `hang` never answers, `tool-call` answers with a tool call whose arguments carry the text.
+//! `hang` never answers, `tool-call` answers with a tool call whose arguments carry the text, and
+//! `slow` streams one word at once and then one every [`SLOW_TICK`] for up to [`SLOW_TICKS`]
+//! words (a stream that stays open while a test acts on it).
 //!
 //! Knows nothing of the gateway. Opens no connection of its own. Loopback test use only: it
 //! keeps every request in memory.
@@ -35,6 +37,11 @@ use axum::routing::{get, post};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+/// The pause between two words of the `slow` model's stream.
+pub const SLOW_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+/// How many words the `slow` model streams after the first (two minutes' worth).
+pub const SLOW_TICKS: u32 = 1200;
 
 /// How streamed text is cut into chunks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,6 +217,9 @@ async fn chat(State(fixture): State<LlmFixture>, headers: HeaderMap, body: Bytes
         }))
         .into_response();
     }
+    if model == "slow" {
+        return slow(model);
+    }
     let include_usage = request["stream_options"]["include_usage"]
         .as_bool()
         .unwrap_or(false);
@@ -280,6 +290,42 @@ async fn chat(State(fixture): State<LlmFixture>, headers: HeaderMap, body: Bytes
     sse(Body::from_stream(futures::stream::iter(
         events.into_iter().map(Ok::<_, Infallible>),
     )))
+}
+
+/// One `chat.completion.chunk` event of `model` carrying `delta`.
+fn chunk(model: &str, delta: Value) -> Bytes {
+    let event = json!({
+        "id": "chatcmpl-fixture", "object": "chat.completion.chunk", "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": null}]
+    });
+    Bytes::from(format!("data: {event}\n\n"))
+}
+
+/// The `slow` model's stream: the role and a first word at once, then a word every
+/// [`SLOW_TICK`], until [`SLOW_TICKS`] words or the client goes away.
+fn slow(model: String) -> Response {
+    let first = vec![
+        chunk(&model, json!({"role": "assistant", "content": ""})),
+        chunk(&model, json!({"content": "tick "})),
+    ];
+    let ticks = futures::stream::unfold(0u32, move |n| {
+        let model = model.clone();
+        async move {
+            if n >= SLOW_TICKS {
+                return None;
+            }
+            tokio::time::sleep(SLOW_TICK).await;
+            Some((chunk(&model, json!({"content": "tick "})), n + 1))
+        }
+    });
+    let done = futures::stream::once(async { Bytes::from_static(b"data: [DONE]\n\n") });
+    sse(Body::from_stream(
+        futures::stream::iter(first)
+            .chain(ticks)
+            .chain(done)
+            .map(Ok::<_, Infallible>),
+    ))
 }
 
 fn sse(body: Body) -> Response {
