@@ -78,7 +78,7 @@ BENCH_PROVIDER_KEY="bench-provider-key-0123456789" BENCH_PII_KEY="bench-pii-key-
 GATEWAY="$(wait_listening "$WORK/gateway.out")"
 ADMIN="$(cat "$WORK/data/admin.token")"
 TOKEN="$(curl -sf -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
-  -d '{"id":"bench","allow":["llm:model:*","io:ingress:chat","io:egress:chat"]}' "http://$GATEWAY/admin/agents" \
+  -d '{"id":"bench","allow":["llm:model:*","io:ingress:chat","io:egress:chat","io:ingress:llm.*"]}' "http://$GATEWAY/admin/agents" \
   | sed 's/.*"token":"\([^"]*\)".*/\1/')"
 TARGETS="direct=http://$PROVIDER/v1=none,portcullis=http://$GATEWAY/v1=$TOKEN"
 

@@ -134,7 +134,12 @@ async fn openai_client_chat_reaches_the_provider_clean_and_gets_originals_back()
     let token = create_agent(
         &gateway,
         "coder",
-        &["llm:model:*", "io:ingress:chat", "io:egress:chat"],
+        &[
+            "llm:model:*",
+            "io:ingress:chat",
+            "io:egress:chat",
+            "io:ingress:llm.*",
+        ],
     )
     .await;
     let mut tap = EventTap::open(&gateway).await;
@@ -226,7 +231,12 @@ async fn provider_failures_release_or_settle_and_answer_in_openai_shape() {
     let token = create_agent(
         &gateway,
         "coder",
-        &["llm:model:*", "io:ingress:chat", "io:egress:chat"],
+        &[
+            "llm:model:*",
+            "io:ingress:chat",
+            "io:egress:chat",
+            "io:ingress:llm.*",
+        ],
     )
     .await;
     let mut tap = EventTap::open(&gateway).await;
@@ -299,13 +309,23 @@ async fn refusals_models_and_embeddings() {
     let wide = create_agent(
         &gateway,
         "wide",
-        &["llm:model:*", "io:ingress:chat", "io:egress:chat"],
+        &[
+            "llm:model:*",
+            "io:ingress:chat",
+            "io:egress:chat",
+            "io:ingress:llm.*",
+        ],
     )
     .await;
     let narrow = create_agent(
         &gateway,
         "narrow",
-        &["llm:model:fast", "io:ingress:chat", "io:egress:chat"],
+        &[
+            "llm:model:fast",
+            "io:ingress:chat",
+            "io:egress:chat",
+            "io:ingress:llm.*",
+        ],
     )
     .await;
     let base = gateway.url("/v1");
@@ -336,7 +356,12 @@ async fn refusals_models_and_embeddings() {
     assert_eq!(denied["error"]["status"], 403, "{denied}");
     assert_eq!(denied["error"]["code"], "policy_denied");
     // Chat input needs `io:ingress:chat`: an agent without it is refused before the provider.
-    let mute = create_agent(&gateway, "mute", &["llm:model:*", "io:egress:chat"]).await;
+    let mute = create_agent(
+        &gateway,
+        "mute",
+        &["llm:model:*", "io:egress:chat", "io:ingress:llm.*"],
+    )
+    .await;
     let refused = openai(&base, &mute, "chat", &hello).await;
     assert_eq!(refused["error"]["status"], 403, "{refused}");
     assert_eq!(refused["error"]["code"], "policy_denied");
@@ -434,7 +459,12 @@ models = ["conformance-model"]
     let token = create_agent(
         &gateway,
         "bench",
-        &["llm:model:*", "io:ingress:chat", "io:egress:chat"],
+        &[
+            "llm:model:*",
+            "io:ingress:chat",
+            "io:egress:chat",
+            "io:ingress:llm.*",
+        ],
     )
     .await;
     let output =
@@ -523,7 +553,12 @@ models = ["cap-model"]
     let token = create_agent(
         &gateway,
         "spender",
-        &["llm:model:*", "io:ingress:chat", "io:egress:chat"],
+        &[
+            "llm:model:*",
+            "io:ingress:chat",
+            "io:egress:chat",
+            "io:ingress:llm.*",
+        ],
     )
     .await;
     let http = reqwest::Client::new();

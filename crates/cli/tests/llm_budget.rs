@@ -99,7 +99,12 @@ async fn reservations_cover_the_worst_case_and_downgrades_are_gated() {
     let spender = create_agent(
         &gateway,
         "spender",
-        &["llm:model:*", "io:ingress:chat", "io:egress:chat"],
+        &[
+            "llm:model:*",
+            "io:ingress:chat",
+            "io:egress:chat",
+            "io:ingress:llm.*",
+        ],
     )
     .await;
 
@@ -172,7 +177,12 @@ async fn reservations_cover_the_worst_case_and_downgrades_are_gated() {
     let squeezed = create_agent(
         &gateway,
         "squeezed",
-        &["llm:model:gpt-4o-mini", "io:ingress:chat", "io:egress:chat"],
+        &[
+            "llm:model:gpt-4o-mini",
+            "io:ingress:chat",
+            "io:egress:chat",
+            "io:ingress:llm.*",
+        ],
     )
     .await;
     let allowed = create_agent(
@@ -183,6 +193,7 @@ async fn reservations_cover_the_worst_case_and_downgrades_are_gated() {
             "llm:model:cheap",
             "io:ingress:chat",
             "io:egress:chat",
+            "io:ingress:llm.*",
         ],
     )
     .await;
@@ -206,4 +217,76 @@ async fn reservations_cover_the_worst_case_and_downgrades_are_gated() {
             "a refused downgrade released its hold: {line}"
         );
     }
+}
+
+/// A session budget applies to every LLM call (issue 17 item 5): a call without a trusted session
+/// is in its agent's default session of the day, so the cap is reached without any session
+/// header; a session header is trusted only from an agent that may assert identity.
+#[tokio::test]
+async fn session_budgets_count_llm_calls_without_a_session_header() {
+    let provider = FixtureLlm::start(&[]).await;
+    let config = format!(
+        r#"
+[[budgets.budgets]]
+id = "per-session"
+scope = "session"
+unit = "calls"
+window = "lifetime"
+limit = 2
+
+[[llm.providers]]
+name = "fx"
+base_url = "{origin}/v1"
+models = ["gpt-4o-mini"]
+"#,
+        origin = provider.origin
+    );
+    let gateway = Gateway::start(&config).await;
+    let allow = [
+        "llm:model:*",
+        "io:ingress:chat",
+        "io:egress:chat",
+        "io:ingress:llm.*",
+    ];
+    let plain = create_agent(&gateway, "plain", &allow).await;
+    let other = create_agent(&gateway, "other", &allow).await;
+    let body = chat(json!({}));
+    for _ in 0..2 {
+        let (status, answer) = post(&gateway, &plain, &body).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (status, answer) = post(&gateway, &plain, &body).await;
+    assert_eq!(status, 429, "{answer}");
+    assert_eq!(answer["error"]["code"], "budget_exceeded");
+    assert_eq!(provider.records().await.len(), 2);
+    // Another agent's calls are in its own default session.
+    let (status, answer) = post(&gateway, &other, &body).await;
+    assert_eq!(status, 200, "{answer}");
+
+    // A caller-chosen session from an agent that may not assert identity is refused, never
+    // trusted as a fresh session.
+    let response = reqwest::Client::new()
+        .post(gateway.url("/v1/chat/completions"))
+        .bearer_auth(&plain)
+        .header("x-portcullis-session", "fresh-start")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        answer["error"]["code"], "identity_header_refused",
+        "{answer}"
+    );
+
+    let view = gateway.admin_get("/admin/budgets").await;
+    let line = view["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|line| line["key"].as_str().unwrap().contains("default:plain:"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no line of plain's default session: {view}"));
+    assert_eq!(line["spent"], 2, "{line}");
 }

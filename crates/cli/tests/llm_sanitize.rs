@@ -48,7 +48,7 @@ default_model = {{ input_per_1m = "0.15", output_per_1m = "0.60" }}
 [[agents]]
 id = "bridge"
 token_sha256 = "{DECLARED_SHA256}"
-allow = ["llm:model:*", "io:ingress:chat", "io:egress:chat"]
+allow = ["llm:model:*", "io:ingress:chat", "io:egress:chat", "io:ingress:llm.*"]
 
 [[llm.providers]]
 name = "fx"
@@ -103,7 +103,12 @@ async fn request_side_sanitizing_reaches_keys_numbers_secrets_and_tokens() {
     let token = create_agent(
         &gateway,
         "coder",
-        &["llm:model:*", "io:ingress:chat", "io:egress:chat"],
+        &[
+            "llm:model:*",
+            "io:ingress:chat",
+            "io:egress:chat",
+            "io:ingress:llm.*",
+        ],
     )
     .await;
     let admin = gateway.admin_token.clone();

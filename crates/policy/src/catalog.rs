@@ -127,7 +127,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         "io:ingress:tools.github",
         "io:ingress",
         "Stream",
-        "The MCP front: `io:ingress:tools.<upstream>` at gate in of every tool call, prompt get and resource read. No front checks the `llm` and `net` kinds yet.",
+        "The MCP front: `io:ingress:tools.<upstream>` at gate in of every tool call, prompt get and resource read. The LLM front: `io:ingress:llm.<provider>` at gate out of every chat and embeddings call (the provider's answer entering the agent's context; the provider the model asked for resolves to), and in `/v1/models`. No front checks the `net` kind yet.",
     ),
     family(
         "io:egress:<kind>.<id>",
