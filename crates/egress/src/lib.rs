@@ -29,6 +29,8 @@
 
 mod deps;
 mod dns;
+#[doc(hidden)]
+pub mod fuzzing;
 mod io;
 mod live;
 mod proxy;
