@@ -22,6 +22,8 @@
 //! - [`redact::Redactor`] fails closed: a string it cannot scan is an error, never passed on.
 
 pub mod catalog;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod pin;
 pub mod redact;
 pub mod risk;
