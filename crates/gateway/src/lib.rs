@@ -18,6 +18,8 @@ pub mod doctor;
 pub mod egress;
 pub mod error;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guardrails;
 pub mod http;
 pub mod identity;
