@@ -79,6 +79,24 @@ pub const REASONS: &[ReasonInfo] = &[
                   and the reservation was settled to the usage seen or released.",
     },
     ReasonInfo {
+        code: "llm_downgrade_provider",
+        maps_to: ErrorCode::PolicyDenied,
+        summary: "A budget downgrade named a model of another provider than the one the model \
+                  asked for resolves to; the answer gate was decided for that provider, so nothing \
+                  is called.",
+    },
+    ReasonInfo {
+        code: "llm_killswitch_closed",
+        maps_to: ErrorCode::KillswitchEngaged,
+        summary: "An open stream was cut: a kill switch now covers its agent (`llm.stream_cut`, \
+                  with the scope).",
+    },
+    ReasonInfo {
+        code: "llm_agent_revoked",
+        maps_to: ErrorCode::Unauthorized,
+        summary: "An open stream was cut: its agent was revoked (`llm.stream_cut`).",
+    },
+    ReasonInfo {
         code: "llm_output_unscannable",
         maps_to: ErrorCode::Internal,
         summary: "A response text could not be scanned for secrets, so it was withheld.",
