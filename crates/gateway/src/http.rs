@@ -10,16 +10,12 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use portcullis_core::{Clock, CorrelationId, Decision, ErrorCode, Event};
-use portcullis_store::Store;
+use portcullis_core::{CorrelationId, Decision, ErrorCode, Event};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::admin::AdminGuard;
-use crate::config::Config;
 use crate::error::ApiError;
-use crate::events::Events;
-use crate::identity::Identity;
-use crate::metrics::Metrics;
+use crate::pipeline::Core;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -27,30 +23,29 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<AppParts>);
 
-/// The parts of [`AppState`].
+/// The parts of [`AppState`]: the pipeline's core, and the fronts and admin surfaces around it.
+/// Field access reaches the core's services through `Deref` (`state.events`, `state.policy`).
 #[derive(Debug)]
 pub struct AppParts {
-    pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
-    pub events: Events,
-    pub identity: Identity,
+    /// What the pipeline uses: configuration, store, events, identity, policy, guardrails.
+    pub core: Arc<Core>,
     pub admin: AdminGuard,
-    pub metrics: Metrics,
-    pub clock: Arc<dyn Clock>,
-    /// The policy engine in service and its sources.
-    pub policy: Arc<crate::policy::PolicyRuntime>,
     /// Egress policy, leases and resolver, shared with the proxy and the DNS guard.
     pub egress: Arc<crate::egress::EgressState>,
-    /// Secrets held for upstreams and providers, and the redactor over their values.
-    pub secrets: Arc<crate::secrets::Secrets>,
-    /// The kill switch and rate limits.
-    pub guardrails: Arc<crate::guardrails::Guardrails>,
     /// MCP upstreams, pins and the catalog behind `/mcp`.
     pub mcp: Arc<crate::mcp::McpRuntime>,
     /// This node's cluster settings and the capsules it relayed.
     pub cluster: Arc<crate::cluster::ClusterRuntime>,
     /// LLM providers, routes, the sanitizer and tokenizers behind `/v1/*`.
     pub llm: Arc<crate::llm::LlmRuntime>,
+}
+
+impl std::ops::Deref for AppParts {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }
 
 impl AppState {

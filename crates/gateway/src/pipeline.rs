@@ -40,8 +40,26 @@ use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, GateKey, Reques
 use portcullis_policy::Explanation;
 
 use crate::error::ApiError;
-use crate::http::AppState;
 use crate::identity::{Identified, IdentifyError};
+
+/// What the pipeline uses, and nothing of the fronts: configuration, the store and its events,
+/// identity, the policy engine, secrets and the guardrails. Fronts hold it (through
+/// `http::AppState`) and hand it to the stages; the pipeline imports no front.
+#[derive(Debug)]
+pub struct Core {
+    pub config: std::sync::Arc<crate::config::Config>,
+    pub store: std::sync::Arc<dyn portcullis_store::Store>,
+    pub events: crate::events::Events,
+    pub identity: crate::identity::Identity,
+    pub metrics: crate::metrics::Metrics,
+    pub clock: std::sync::Arc<dyn portcullis_core::Clock>,
+    /// The policy engine in service and its sources.
+    pub policy: std::sync::Arc<crate::policy::PolicyRuntime>,
+    /// Secrets held for upstreams and providers.
+    pub secrets: std::sync::Arc<crate::secrets::Secrets>,
+    /// The kill switch, budgets and rate limits.
+    pub guardrails: std::sync::Arc<crate::guardrails::Guardrails>,
+}
 
 /// The sanitizer scope of a caller (stages sanitize in and out): its agent and session, or
 /// without a session this request, so synthetic stand-ins are stable within a session and never
@@ -66,7 +84,7 @@ pub fn sanitize_scope(
 /// engaged. A refusal is an event (`agent.auth` or `killswitch.refused`, deny) and an error for
 /// the front to answer (401, 400, or 503 `killswitch_engaged`).
 pub async fn identify(
-    state: &AppState,
+    state: &Core,
     headers: &HeaderMap,
     correlation: &CorrelationId,
 ) -> Result<Identified, ApiError> {
@@ -93,7 +111,7 @@ pub async fn identify(
 /// is a `killswitch.refused` event. Fronts that identify callers on their own (the forward proxy)
 /// call this, or [`crate::guardrails::killswitch::KillSwitch::engaged_for`], right after.
 pub async fn killswitch_check(
-    state: &AppState,
+    state: &Core,
     identified: &Identified,
     correlation: &CorrelationId,
 ) -> Result<(), ApiError> {
@@ -122,7 +140,7 @@ pub async fn killswitch_check(
 /// A deny answers the explanation's registry code (`policy_denied`, `rate_limited` for a used-up
 /// quota, `policy_error`); an allow that cannot be recorded is refused (`store_unavailable`).
 pub async fn gate(
-    state: &AppState,
+    state: &Core,
     identified: &Identified,
     action: GateKey,
     resource: String,
@@ -138,7 +156,7 @@ pub async fn gate(
 /// decisions made are recorded together (their appends share one group commit, so a request
 /// pays for one durable write rather than one per key); the first deny answers its code.
 pub async fn gate_all(
-    state: &AppState,
+    state: &Core,
     identified: &Identified,
     gates: impl IntoIterator<Item = (GateKey, String, RequestContext)>,
     correlation: &CorrelationId,
@@ -164,7 +182,7 @@ pub async fn gate_all(
 /// the decision together with another event (one group commit). Quota use is counted when
 /// deciding.
 pub fn decide(
-    state: &AppState,
+    state: &Core,
     identified: &Identified,
     action: GateKey,
     resource: String,
@@ -212,7 +230,7 @@ impl Decided {
     /// Appends the decision's event and answers the gate's outcome: the explanation for an allow,
     /// `store_unavailable` for an allow that cannot be recorded (fail closed), the refusal for a
     /// deny (whose failed append is only logged: the request is refused anyway).
-    pub async fn record(self, state: &AppState) -> Result<Explanation, ApiError> {
+    pub async fn record(self, state: &Core) -> Result<Explanation, ApiError> {
         let refusal = self.refusal();
         let appended = state.events.emit(self.event).await;
         match refusal {

@@ -268,7 +268,7 @@ pub async fn serve(
         tracing::info!(restored, "budget changes of the admin API re-applied");
     }
 
-    let state = AppState::new(AppParts {
+    let core = Arc::new(crate::pipeline::Core {
         identity: Identity::new(&config.agents, Arc::clone(&store)).with_failure_limits(
             FailureLimits {
                 per_peer: config.server.auth_failures_per_peer,
@@ -276,16 +276,19 @@ pub async fn serve(
                 window: config.server.auth_failure_window.as_std(),
             },
         ),
-        admin: AdminGuard::new(Some(admin_token), rate_limit),
         config: Arc::clone(&config),
         store: Arc::clone(&store),
         events: events.clone(),
         metrics,
         clock: Arc::clone(&options.clock),
         policy,
-        egress,
         secrets,
         guardrails: Arc::clone(&guardrails),
+    });
+    let state = AppState::new(AppParts {
+        core,
+        admin: AdminGuard::new(Some(admin_token), rate_limit),
+        egress,
         mcp: Arc::clone(&mcp),
         cluster,
         llm,
@@ -332,7 +335,9 @@ pub async fn serve(
     spawn_capsule_sweep(state.clone());
     spawn_auth_refusal_records(state.clone());
     tokio::spawn(crate::guardrails::sweep(guardrails));
-    tokio::spawn(crate::pipeline::expire_reservations(state.clone()));
+    tokio::spawn(crate::pipeline::expire_reservations(Arc::clone(
+        &state.core,
+    )));
 
     tokio::spawn(async move {
         shutdown.await;

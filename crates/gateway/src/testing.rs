@@ -61,12 +61,19 @@ pub async fn gateway_wrapped(
     guardrails.killswitch.restore(store.as_ref()).await.unwrap();
     guardrails.budgets.restore(store.as_ref()).await.unwrap();
     let llm = crate::llm::LlmRuntime::start(&config, &crate::secrets::Secrets::default()).unwrap();
-    let state = AppState::new(AppParts {
+    let egress = Arc::new(crate::egress::EgressState::new(
+        portcullis_netpolicy::EgressConfig::default(),
+        portcullis_netpolicy::EgressPolicy::from_config(
+            &portcullis_netpolicy::EgressConfig::default(),
+        )
+        .unwrap(),
+        Arc::new(portcullis_egress::FixtureResolver::new(
+            portcullis_netpolicy::DnsFixture::parse("{}").unwrap(),
+        )),
+        clock.clone(),
+    ));
+    let core = Arc::new(crate::pipeline::Core {
         identity: Identity::new(&config.agents, Arc::clone(&store)),
-        admin: AdminGuard::new(
-            Some(crate::tokens::sha256(ADMIN_TOKEN)),
-            RateLimit::parse("1000/1").unwrap(),
-        ),
         events: Events::new(Arc::clone(&store), metrics.clone()),
         config,
         store: Arc::clone(&store),
@@ -74,20 +81,17 @@ pub async fn gateway_wrapped(
         clock: clock.clone(),
         policy: Arc::new(policy),
         secrets: Arc::new(crate::secrets::Secrets::default()),
+        guardrails: Arc::new(guardrails),
+    });
+    let state = AppState::new(AppParts {
+        core,
+        admin: AdminGuard::new(
+            Some(crate::tokens::sha256(ADMIN_TOKEN)),
+            RateLimit::parse("1000/1").unwrap(),
+        ),
         mcp: Arc::new(crate::mcp::McpRuntime::empty()),
         llm: Arc::new(llm),
-        egress: Arc::new(crate::egress::EgressState::new(
-            portcullis_netpolicy::EgressConfig::default(),
-            portcullis_netpolicy::EgressPolicy::from_config(
-                &portcullis_netpolicy::EgressConfig::default(),
-            )
-            .unwrap(),
-            Arc::new(portcullis_egress::FixtureResolver::new(
-                portcullis_netpolicy::DnsFixture::parse("{}").unwrap(),
-            )),
-            clock.clone(),
-        )),
-        guardrails: Arc::new(guardrails),
+        egress,
         cluster: Arc::new(crate::cluster::ClusterRuntime::new(
             crate::cluster::ClusterSettings::default(),
         )),

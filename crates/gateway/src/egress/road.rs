@@ -121,7 +121,15 @@ async fn drive(
         context: surface_context(action.surface),
     };
     let mut front = EgressFront { steps };
-    match road::run(state, identified, road_action, &mut front, correlation).await {
+    match road::run(
+        &state.core,
+        identified,
+        road_action,
+        &mut front,
+        correlation,
+    )
+    .await
+    {
         Ok(ran) => Ok(ran
             .open
             .map(|open| Box::new(OpenEgress { open }) as Box<dyn OpenEnd>)),

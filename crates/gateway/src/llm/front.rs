@@ -113,7 +113,7 @@ async fn call(
         priced_model: String::new(),
         answer: None,
     };
-    match road::run(&state, &identified, action, &mut front, &correlation).await {
+    match road::run(&state.core, &identified, action, &mut front, &correlation).await {
         Ok(Ran {
             output: Answer::Whole(answer),
             ..

@@ -286,7 +286,7 @@ impl McpHandler {
             vault: Vault::new(),
         };
         match road::run(
-            state,
+            &state.core,
             &caller.identified,
             action,
             &mut front,

@@ -490,7 +490,7 @@ impl McpHandler {
             vault: Vault::new(),
         };
         let ran = road::run(
-            &self.state,
+            &self.state.core,
             &caller.identified,
             action,
             &mut front,

@@ -18,9 +18,9 @@ use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, MicroUsd, Subje
 use portcullis_store::StoreError;
 use serde_json::{Value, json};
 
+use super::Core;
 use super::limit::{Actual, Metered};
 use crate::error::ApiError;
-use crate::http::AppState;
 use crate::identity::Identified;
 
 /// How often expired reservations are looked for, at most (sooner when one is due earlier).
@@ -47,7 +47,7 @@ pub(super) struct Admitted {
 
 /// The budget step of `limit`: see the module docs. `Err` is the refusal to answer.
 pub(super) async fn admit(
-    state: &AppState,
+    state: &Core,
     identified: &Identified,
     metered: &Metered,
     correlation: &CorrelationId,
@@ -254,7 +254,7 @@ pub(super) async fn admit(
 /// What a call cost by the price table: the reported usage of an LLM call at its model's price,
 /// or a tool's price per call. `None` when there is no price.
 pub(super) fn cost(
-    state: &AppState,
+    state: &Core,
     metered: &Metered,
     model: Option<&str>,
     actual: &Actual,
@@ -281,7 +281,7 @@ pub(super) fn cost(
 /// estimate: it is recorded in full and the overage is an event. A reservation that expired
 /// meanwhile is charged without one (`budget.settled_late`).
 pub(super) async fn settle(
-    state: &AppState,
+    state: &Core,
     held: Held,
     cost: Option<MicroUsd>,
     actual: &Actual,
@@ -369,7 +369,7 @@ pub(super) async fn settle(
 }
 
 /// Drops a reservation unused. One already gone (expired) is fine.
-pub(super) async fn release_held(state: &AppState, held: Held, correlation: &CorrelationId) {
+pub(super) async fn release_held(state: &Core, held: Held, correlation: &CorrelationId) {
     match state.store.budget_release(held.id).await {
         Ok(_) | Err(StoreError::NotFound) => {}
         Err(err) => {
@@ -380,7 +380,7 @@ pub(super) async fn release_held(state: &AppState, held: Held, correlation: &Cor
 
 /// Releases every reservation past its expiry, one `budget.expired` event each; returns how
 /// many. Called at start-up and then by [`expire_reservations`].
-pub async fn release_expired(state: &AppState) -> Result<usize, StoreError> {
+pub async fn release_expired(state: &Core) -> Result<usize, StoreError> {
     let released = state
         .store
         .budget_release_expired(state.clock.now())
@@ -409,7 +409,7 @@ pub async fn release_expired(state: &AppState) -> Result<usize, StoreError> {
 
 /// Runs [`release_expired`] now and then every [`EXPIRY_INTERVAL`], or sooner when the next
 /// reservation is due before that. Never returns.
-pub async fn expire_reservations(state: AppState) {
+pub async fn expire_reservations(state: std::sync::Arc<Core>) {
     loop {
         if let Err(err) = release_expired(&state).await {
             tracing::error!(error = %err, "cannot release expired budget reservations");
@@ -435,7 +435,7 @@ pub async fn expire_reservations(state: AppState) {
 /// Refusals of the budget step: an event, then an error in `enforce` mode or nothing in
 /// `report` mode (the event's decision is `report`).
 struct Refusals<'a> {
-    state: &'a AppState,
+    state: &'a Core,
     agent: &'a str,
     correlation: &'a CorrelationId,
     report: bool,
@@ -503,7 +503,7 @@ fn unpriced(metered: &Metered) -> Amounts {
 
 /// The lines whose scope pauses new sessions at `now`.
 async fn paused_lines<'a>(
-    state: &AppState,
+    state: &Core,
     lines: &'a [ScopeLine],
     now: Timestamp,
 ) -> Result<Vec<&'a ScopeLine>, ApiError> {
@@ -525,7 +525,7 @@ async fn paused_lines<'a>(
 /// with spend or holds recorded in a session budget. A request without a session is a new
 /// session of its own.
 async fn running_session(
-    state: &AppState,
+    state: &Core,
     plan: &BudgetPlan,
     subject: &Subject,
     now: Timestamp,
@@ -563,7 +563,7 @@ async fn running_session(
 /// `budget.alert` event and a webhook post, and the critical tier pauses new sessions in the
 /// line's scope until the window resets.
 async fn alerts(
-    state: &AppState,
+    state: &Core,
     agent: &str,
     lines: &[ScopeLine],
     spent: &[u64],
@@ -617,7 +617,7 @@ async fn alerts(
     }
 }
 
-async fn pause(state: &AppState, line: &ScopeLine, correlation: &CorrelationId) {
+async fn pause(state: &Core, line: &ScopeLine, correlation: &CorrelationId) {
     let until = line.window.resets_at;
     if let Err(err) = state.store.budget_pause(&line.key, until).await {
         tracing::error!(correlation = %correlation, error = %err, "cannot pause a budget scope");

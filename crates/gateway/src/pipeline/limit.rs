@@ -2,11 +2,11 @@
 
 use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, MicroUsd};
 
+use super::Core;
 use super::budget::{self, Held};
 use crate::config::limits::LimitMode;
 use crate::error::ApiError;
 use crate::guardrails::rates::CallName;
-use crate::http::AppState;
 use crate::identity::Identified;
 
 /// What a call is about to consume, as the `limit` stage sees it.
@@ -83,7 +83,7 @@ impl Grant {
 /// `budget_unpriced_tool`, `approval_required`; see docs/BUDGETS.md). The soft throttle may
 /// delay the call or downgrade its model ([`Grant::model`]).
 pub async fn limit(
-    state: &AppState,
+    state: &Core,
     identified: &Identified,
     metered: &Metered,
     correlation: &CorrelationId,
@@ -140,7 +140,7 @@ pub async fn limit(
 /// full, even past the estimate; the overage is a `budget.overage` event). Returns what the call
 /// cost by the price table, `None` when its model or tool has no price.
 pub async fn settle(
-    state: &AppState,
+    state: &Core,
     grant: Grant,
     actual: &Actual,
     correlation: &CorrelationId,
@@ -159,7 +159,7 @@ pub async fn settle(
 }
 
 /// Gives a grant back unused (the call did not run): its reservation is dropped.
-pub async fn release(state: &AppState, grant: Grant, correlation: &CorrelationId) {
+pub async fn release(state: &Core, grant: Grant, correlation: &CorrelationId) {
     if let Some(held) = grant.held {
         budget::release_held(state, held, correlation).await;
     }

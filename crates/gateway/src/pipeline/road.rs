@@ -10,13 +10,14 @@
 //! consumes, or the action is refused.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use portcullis_core::request::RequestContext;
 use portcullis_core::{CorrelationId, Decision, ErrorCode, Event, GateKey};
 
+use super::Core;
 use super::{Actual, Decided, Grant, Metered};
 use crate::error::ApiError;
-use crate::http::AppState;
 use crate::identity::Identified;
 
 /// What an action is; [`Kind::stages`] says which stages it crosses.
@@ -328,7 +329,7 @@ pub struct Ran<T> {
 #[derive(Debug)]
 #[must_use = "finish the road when the output ends"]
 pub struct Open {
-    state: AppState,
+    state: Arc<Core>,
     kind: Kind,
     grant: Option<Grant>,
     correlation: CorrelationId,
@@ -400,7 +401,7 @@ pub struct Stopped {
 /// follow in the next group commit, which the answer does not wait for
 /// ([`crate::events::Events::settle_trailing`] is the readers' barrier).
 pub async fn run<F: Front>(
-    state: &AppState,
+    state: &Arc<Core>,
     identified: &Identified,
     action: Action,
     front: &mut F,
@@ -521,7 +522,7 @@ pub async fn run<F: Front>(
         let decided = gate_out.into_iter().map(Decided::into_event).collect();
         state.events.emit_trailing(decided);
         let open = Open {
-            state: state.clone(),
+            state: Arc::clone(state),
             kind,
             grant,
             correlation: correlation.clone(),
@@ -556,7 +557,7 @@ pub async fn run<F: Front>(
     // answer (one fsync on the critical path, docs/LEDGER.md).
     let mut trailing: Vec<Event> = gate_out.into_iter().map(Decided::into_event).collect();
     trailing.push(event);
-    let (state_, correlation_) = (state.clone(), correlation.clone());
+    let (state_, correlation_) = (Arc::clone(state), correlation.clone());
     state.events.trail(async move {
         if let Some(grant) = settlement {
             super::settle(&state_, grant, &actual, &correlation_).await;
@@ -576,7 +577,7 @@ pub async fn run<F: Front>(
 /// Ends the road before anything ran: the front's record of the refusal, with the decisions
 /// made so far (best effort: the action is refused whether or not they land).
 async fn stop<F: Front>(
-    state: &AppState,
+    state: &Core,
     front: &F,
     decided: Vec<Decided>,
     refusal: Refusal,
@@ -598,7 +599,7 @@ async fn stop<F: Front>(
 /// admitted action's records are, so no timing tells them apart). The allows are returned
 /// unrecorded: they join the admission record before execute.
 async fn gate<F: Front>(
-    state: &AppState,
+    state: &Core,
     identified: &Identified,
     action: &Action,
     front: &F,
@@ -633,7 +634,7 @@ async fn gate<F: Front>(
 /// to is called only when the policy allows it to this agent, like the model asked for
 /// (`llm:model:<downgrade>`); that decision is part of the admission and durable before execute.
 async fn limit<F: Front>(
-    state: &AppState,
+    state: &Core,
     identified: &Identified,
     action: &Action,
     front: &F,
@@ -684,7 +685,7 @@ async fn limit<F: Front>(
 
 /// Commits the admission record: the gate's allows and the front's own part, in one group
 /// commit; whether all of it is durable.
-async fn commit_admission(state: &AppState, decided: Vec<Decided>, own: Option<Event>) -> bool {
+async fn commit_admission(state: &Core, decided: Vec<Decided>, own: Option<Event>) -> bool {
     let (gates, own) = tokio::join!(record_all(state, decided), async {
         match own {
             Some(event) => state.events.emit(event).await.is_ok(),
@@ -695,7 +696,7 @@ async fn commit_admission(state: &AppState, decided: Vec<Decided>, own: Option<E
 }
 
 /// Records the gate-out decisions; whether every one was recorded.
-async fn record_all(state: &AppState, decided: Vec<Decided>) -> bool {
+async fn record_all(state: &Core, decided: Vec<Decided>) -> bool {
     futures::future::join_all(decided.into_iter().map(|d| d.record(state)))
         .await
         .into_iter()

@@ -144,7 +144,7 @@ async fn every_kind_crosses_its_stages_in_order_and_stops_at_the_first_refusal()
                 ..Probe::default()
             };
             let ran = run(
-                &gw.state,
+                &gw.state.core,
                 &identified,
                 action(kind, refuse_at),
                 &mut probe,
@@ -225,7 +225,7 @@ async fn a_metered_kind_without_its_meter_is_refused_at_limit() {
         ..Probe::default()
     };
     let stopped = run(
-        &gw.state,
+        &gw.state.core,
         &identified,
         action(Kind::ToolCall, None),
         &mut probe,
@@ -285,7 +285,7 @@ async fn a_store_failing_mid_run_refuses_every_action_and_nothing_runs_unrecorde
                 ..Probe::default()
             };
             let ran = run(
-                &gw.state,
+                &gw.state.core,
                 &identified,
                 action(kind, None),
                 &mut probe,
@@ -416,7 +416,7 @@ fn random_actions_cross_exactly_their_documented_stages_in_order() {
                 action.gates_in.insert(0, key);
             }
             let ran = runtime.block_on(run(
-                &gw.state,
+                &gw.state.core,
                 &identified,
                 action,
                 &mut probe,
@@ -460,7 +460,7 @@ async fn a_stream_is_settled_and_recorded_at_its_end_or_recorded_abandoned() {
         ..Probe::default()
     };
     let ran = run(
-        &gw.state,
+        &gw.state.core,
         &identified,
         action(Kind::LlmChat, None),
         &mut probe,
@@ -483,7 +483,7 @@ async fn a_stream_is_settled_and_recorded_at_its_end_or_recorded_abandoned() {
 
     // A stream dropped before its end (the client went away) is recorded as abandoned.
     let ran = run(
-        &gw.state,
+        &gw.state.core,
         &identified,
         action(Kind::LlmChat, None),
         &mut probe,
