@@ -70,6 +70,8 @@ pub struct McpRuntime {
     listings: Mutex<BTreeMap<String, Vec<serde_json::Value>>>,
     pins: Mutex<BTreeMap<String, Pin>>,
     catalog: RwLock<Arc<Catalog>>,
+    /// The MCP sessions of `/mcp` and their owners.
+    sessions: Arc<Sessions>,
 }
 
 /// Why the MCP runtime did not start.
@@ -114,6 +116,7 @@ impl McpRuntime {
             listings: Mutex::new(BTreeMap::new()),
             pins: Mutex::new(BTreeMap::new()),
             catalog: RwLock::new(Arc::new(Catalog::default())),
+            sessions: Arc::new(Sessions::new()),
         }
     }
 
@@ -232,6 +235,7 @@ impl McpRuntime {
             listings: Mutex::new(BTreeMap::new()),
             pins: Mutex::new(pins),
             catalog: RwLock::new(Arc::new(Catalog::default())),
+            sessions: Arc::new(Sessions::new()),
         })
     }
 
@@ -254,6 +258,11 @@ impl McpRuntime {
     /// The catalog in service.
     pub fn catalog(&self) -> Arc<Catalog> {
         Arc::clone(&self.catalog.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The MCP sessions of `/mcp` and their owners.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
     }
 
     /// Stops every supervisor (stdio children are killed).
@@ -304,15 +313,14 @@ pub fn router(state: AppState) -> axum::Router<AppState> {
         rmcp_config = rmcp_config.disable_allowed_hosts();
     }
     let handler_state = state.clone();
-    let manager = Arc::new(Sessions::manager());
-    let sessions = Arc::new(Sessions::new(Arc::clone(&manager)));
+    let sessions = Arc::clone(state.mcp.sessions());
     let service = StreamableHttpService::new(
         move || {
             Ok(McpHandler {
                 state: handler_state.clone(),
             })
         },
-        manager,
+        sessions.manager(),
         rmcp_config,
     );
     axum::Router::new()
@@ -366,13 +374,14 @@ async fn guard(
         return ApiError::new(ErrorCode::Forbidden).into_response();
     }
     let agent = identified.agent.id.clone();
+    let project = identified.subject.project.clone();
     let method = req.method().clone();
     req.extensions_mut().insert(identified);
     let response = next.run(req).await;
     let ended = sessions::ended(asked.as_deref(), &method, &response);
     let issued = sessions::issued(asked.as_deref(), &response);
     sessions
-        .after(&state, &agent, ended, issued, &correlation)
+        .after(&state, (&agent, project), ended, issued, &correlation)
         .await;
     response
 }

@@ -338,6 +338,7 @@ pub async fn serve(
     tokio::spawn(crate::pipeline::expire_reservations(Arc::clone(
         &state.core,
     )));
+    tokio::spawn(crate::mcp::sessions::cut_off(state.clone()));
 
     tokio::spawn(async move {
         shutdown.await;
