@@ -42,6 +42,10 @@ secrets = {{ FX_TOKEN = "fx_token" }}
 
 [tools]
 pin_mode = "open"
+
+# The test polls the admin API while it waits.
+[admin]
+rate_limit = "6000/60"
 "#,
         bin = env!("CARGO_BIN_EXE_portcullis"),
     )
