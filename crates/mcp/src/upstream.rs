@@ -548,7 +548,8 @@ impl Upstream {
                     ));
                 }
                 let running = self.listener.clone().serve((stdout, stdin)).await.map_err(|err| {
-                    tracing::warn!(upstream = %self.spec.name, error = %err, "upstream handshake failed");
+                    let error = redacted(&err.to_string(), self.log_redactor.as_deref());
+                    tracing::warn!(upstream = %self.spec.name, error = %error, "upstream handshake failed");
                     "handshake_failed"
                 })?;
                 Ok((running, Some(child)))
@@ -568,7 +569,9 @@ impl Upstream {
                 config.custom_headers = custom;
                 let transport = StreamableHttpClientTransport::from_config(config);
                 let running = self.listener.clone().serve(transport).await.map_err(|err| {
-                    tracing::warn!(upstream = %self.spec.name, error = %err, "upstream handshake failed");
+                    // The SDK's error text can quote the upstream's own message.
+                    let error = redacted(&err.to_string(), self.log_redactor.as_deref());
+                    tracing::warn!(upstream = %self.spec.name, error = %error, "upstream handshake failed");
                     "handshake_failed"
                 })?;
                 Ok((running, None))
@@ -597,16 +600,21 @@ async fn forward_stderr(
 ) {
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let mut cut: String = line.chars().take(MAX_LOG_LINE).collect();
-        if let Some(redactor) = &redactor {
-            cut = match redactor.redact_str(&cut) {
-                Ok(clean) => clean.into_owned(),
-                Err(_) => "[unscannable line]".to_owned(),
-            };
-        } else {
-            cut = "[line withheld: no redactor]".to_owned();
-        }
+        let cut = redacted(&line, redactor.as_deref());
         tracing::info!(upstream = %upstream, line = %cut, "upstream stderr");
+    }
+}
+
+/// Text from an upstream (a stderr line, an error quoting its message) fit for the log: cut to
+/// [`MAX_LOG_LINE`] characters and redacted; withheld without a redactor.
+fn redacted(text: &str, redactor: Option<&Redactor>) -> String {
+    let cut: String = text.chars().take(MAX_LOG_LINE).collect();
+    match redactor {
+        Some(redactor) => match redactor.redact_str(&cut) {
+            Ok(clean) => clean.into_owned(),
+            Err(_) => "[unscannable line]".to_owned(),
+        },
+        None => "[line withheld: no redactor]".to_owned(),
     }
 }
 
